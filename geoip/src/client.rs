@@ -80,15 +80,26 @@ impl ClientInfo {
             "crawler" => DeviceKind::Crawler,
             _ => DeviceKind::Unknown,
         };
+        // For command-line tools and HTTP client libraries woothee reports the name "HTTP
+        // Library" and puts the actual tool ("curl", "Java", ...) in the version; the tool is
+        // what a person reading the dashboard wants to see.
+        let (browser, browser_version) = if parsed.name == HTTP_LIBRARY {
+            (known(parsed.version), Box::from(""))
+        } else {
+            (known(parsed.name), known(parsed.version))
+        };
         ClientInfo {
-            browser: known(parsed.name),
-            browser_version: known(parsed.version),
+            browser,
+            browser_version,
             os: known(parsed.os),
             os_version: known(&parsed.os_version),
             device,
         }
     }
 }
+
+/// The name woothee gives every HTTP client library and command-line tool.
+const HTTP_LIBRARY: &str = "HTTP Library";
 
 /// woothee files tablets under "smartphone"; tell them apart the way browsers advertise it.
 fn is_tablet(os: &str, user_agent: &str) -> bool {
@@ -127,4 +138,183 @@ fn truncate(text: &str, max_len: usize) -> &str {
         end -= 1;
     }
     &text[..end]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[track_caller]
+    fn check(user_agent: &str, browser: &str, os: &str, device: DeviceKind) {
+        let info = ClientInfo::parse(user_agent);
+        assert_eq!(
+            (&*info.browser, &*info.os, info.device),
+            (browser, os, device),
+            "{user_agent:?} parsed as {info:?}"
+        );
+        assert_eq!(info.is_crawler(), device == DeviceKind::Crawler);
+    }
+
+    #[test]
+    fn real_user_agents() {
+        use DeviceKind::*;
+        let cases = [
+            (
+                "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/124.0.0.0 Safari/537.36",
+                "Chrome",
+                "Windows 10",
+                Desktop,
+            ),
+            (
+                "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/124.0.0.0 Safari/537.36",
+                "Chrome",
+                "Linux",
+                Desktop,
+            ),
+            // What Chromium sends when the browser tests drive it headless; it must count as
+            // Chrome on Linux like its headed self.
+            (
+                "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) HeadlessChrome/124.0.6367.60 Safari/537.36",
+                "Chrome",
+                "Linux",
+                Desktop,
+            ),
+            (
+                "Mozilla/5.0 (iPhone; CPU iPhone OS 17_4 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.4 Mobile/15E148 Safari/604.1",
+                "Safari",
+                "iPhone",
+                Mobile,
+            ),
+            (
+                "Mozilla/5.0 (iPad; CPU OS 17_4 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.4 Mobile/15E148 Safari/604.1",
+                "Safari",
+                "iPad",
+                Tablet,
+            ),
+            (
+                "Mozilla/5.0 (Linux; Android 13; SM-X710) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/124.0.0.0 Safari/537.36",
+                "Chrome",
+                "Android",
+                Tablet,
+            ),
+            (
+                "Mozilla/5.0 (Linux; Android 14; Pixel 8) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/124.0.6367.82 Mobile Safari/537.36",
+                "Chrome",
+                "Android",
+                Mobile,
+            ),
+            (
+                "Mozilla/5.0 (Macintosh; Intel Mac OS X 14.4; rv:125.0) Gecko/20100101 Firefox/125.0",
+                "Firefox",
+                "Mac OSX",
+                Desktop,
+            ),
+            (
+                "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.4 Safari/605.1.15",
+                "Safari",
+                "Mac OSX",
+                Desktop,
+            ),
+            (
+                "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/124.0.0.0 Safari/537.36 Edg/124.0.2478.51",
+                "Edge",
+                "Windows 10",
+                Desktop,
+            ),
+            (
+                "Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)",
+                "Googlebot",
+                "",
+                Crawler,
+            ),
+            (
+                "Mozilla/5.0 AppleWebKit/537.36 (KHTML, like Gecko; compatible; Googlebot/2.1; +http://www.google.com/bot.html) Chrome/124.0.6367.155 Safari/537.36",
+                "Googlebot",
+                "",
+                Crawler,
+            ),
+            (
+                "Mozilla/5.0 (compatible; bingbot/2.0; +http://www.bing.com/bingbot.htm)",
+                "bingbot",
+                "",
+                Crawler,
+            ),
+            ("curl/8.5.0", "curl", "", Unknown),
+            ("", "", "", Unknown),
+            ("definitely not a browser", "", "", Unknown),
+        ];
+        for (user_agent, browser, os, device) in cases {
+            check(user_agent, browser, os, device);
+        }
+    }
+
+    #[test]
+    fn versions_are_reported() {
+        let info = ClientInfo::parse(
+            "Mozilla/5.0 (Linux; Android 14; Pixel 8) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/124.0.6367.82 Mobile Safari/537.36",
+        );
+        assert_eq!(&*info.browser_version, "124.0.6367.82");
+        assert_eq!(&*info.os_version, "14");
+        let curl = ClientInfo::parse("curl/8.5.0");
+        assert_eq!(&*curl.browser_version, "");
+        assert_eq!(ClientInfo::parse(""), ClientInfo::default());
+    }
+
+    #[test]
+    fn the_cache_returns_the_same_result_for_the_same_user_agent() {
+        let cache = ClientCache::default();
+        let firefox = "Mozilla/5.0 (X11; Ubuntu; Linux x86_64; rv:125.0) Gecko/20100101 Firefox/125.0";
+        let first = cache.get(firefox);
+        let second = cache.get(&firefox.to_owned());
+        assert!(Arc::ptr_eq(&first, &second));
+        assert_eq!(*first, ClientInfo::parse(firefox));
+        let other = cache.get("curl/8.5.0");
+        assert!(!Arc::ptr_eq(&first, &other));
+    }
+
+    #[test]
+    fn long_user_agents_are_cut_before_parsing_and_caching() {
+        let cache = ClientCache::default();
+        let chrome = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/124.0.0.0 Safari/537.36 ";
+        let long = |tail: char| {
+            let mut text = chrome.repeat(5 * 1024 / chrome.len() + 1);
+            text.push(tail);
+            text
+        };
+        let (first, second) = (long('a'), long('b'));
+        assert!(first.len() > 5 * 1024);
+        let info = cache.get(&first);
+        assert_eq!(&*info.browser, "Chrome");
+        // Strings that differ only after the cut share one entry.
+        assert!(Arc::ptr_eq(&info, &cache.get(&second)));
+        assert_eq!(cache.parsed.len(), 1);
+        assert!(cache.parsed.iter().all(|entry| entry.key().len() <= MAX_USER_AGENT_LEN));
+
+        // The cut lands on a character boundary even inside multi-byte characters.
+        let wide = "ü".repeat(3_000);
+        assert_eq!(*cache.get(&wide), ClientInfo::default());
+        let cut = truncate(&wide, MAX_USER_AGENT_LEN);
+        assert!(cut.len() <= MAX_USER_AGENT_LEN && cut.len() > MAX_USER_AGENT_LEN - 4);
+        assert_eq!(truncate("short", MAX_USER_AGENT_LEN), "short");
+    }
+
+    #[test]
+    fn device_kinds_have_stable_names() {
+        let names: Vec<_> = [
+            DeviceKind::Desktop,
+            DeviceKind::Mobile,
+            DeviceKind::Tablet,
+            DeviceKind::FeaturePhone,
+            DeviceKind::Appliance,
+            DeviceKind::Crawler,
+            DeviceKind::Unknown,
+        ]
+        .into_iter()
+        .map(DeviceKind::as_str)
+        .collect();
+        assert_eq!(
+            names,
+            ["desktop", "mobile", "tablet", "feature_phone", "appliance", "crawler", "unknown"]
+        );
+    }
 }

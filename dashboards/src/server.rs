@@ -1,0 +1,182 @@
+//! Building the application and running it: the router with all middleware in one place, the
+//! background tasks (expiry sweep, live pusher, demo simulator, profile writes), and graceful
+//! shutdown that stops them all and flushes what is pending.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{delete, get, post};
+use engage::{Accounts, Ingest, RedbStore, Store};
+use geoip::{Enricher, GeoDb};
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tower_http::trace::TraceLayer;
+use tracker::{Presence, SystemClock};
+
+use crate::config::Settings;
+use crate::live::{self, LiveHub};
+use crate::metrics::Metrics;
+use crate::state::{App, AppState, SiteDirectory};
+use crate::{api, assets, beacon, demo};
+
+/// JSON bodies of the console API are small; this caps what a handler will buffer.
+const API_BODY_LIMIT: usize = 64 * 1024;
+
+/// Every route and all middleware.
+pub fn router(state: AppState) -> Router {
+    let api = Router::new()
+        .route("/login", post(api::login))
+        .route("/logout", post(api::logout))
+        .route("/me", get(api::me))
+        .route("/sites", get(api::list_sites).post(api::create_site))
+        .route("/sites/{key}/counts", get(api::counts))
+        .route("/sites/{key}/visitors", get(api::list_visitors))
+        .route("/sites/{key}/visitors/{id}", get(api::get_visitor))
+        .route("/sites/{key}/live", get(live::live_socket))
+        .route("/agents", get(api::list_agents).post(api::create_agent))
+        .route("/tokens", get(api::list_tokens).post(api::create_token))
+        .route("/tokens/{id}", delete(api::revoke_token))
+        .layer(DefaultBodyLimit::max(API_BODY_LIMIT));
+    Router::new()
+        // The beacon handler enforces its own (configurable) body limit with a clear 413.
+        .route("/v1/beacon", post(beacon::post_beacon).options(beacon::preflight))
+        .layer(DefaultBodyLimit::disable())
+        .nest("/api", api)
+        .route("/widget.js", get(assets::widget))
+        .route("/", get(assets::root))
+        .route("/console/", get(assets::console_index))
+        .route("/console/{*path}", get(assets::console_file))
+        .route("/demo/", get(assets::demo_index))
+        .route("/demo/{*path}", get(assets::demo_file))
+        .route("/healthz", get(api::healthz))
+        .route("/metrics", get(api::metrics))
+        .layer(TraceLayer::new_for_http())
+        .with_state(state)
+}
+
+/// A running server: its address, its state, and the handle to stop it.
+pub struct Server {
+    pub addr: SocketAddr,
+    pub state: AppState,
+    serve: JoinHandle<std::io::Result<()>>,
+    tasks: Vec<JoinHandle<()>>,
+    writer_task: JoinHandle<()>,
+}
+
+impl Server {
+    /// Opens the store, builds the state, binds the listener and starts serving and the
+    /// background tasks.
+    pub async fn start(settings: Settings) -> anyhow::Result<Server> {
+        std::fs::create_dir_all(&settings.common.data_dir)
+            .with_context(|| format!("cannot create data directory {}", settings.common.data_dir.display()))?;
+        let store: Arc<dyn Store> = Arc::new(RedbStore::open(&settings.common.data_dir).await?);
+        let enricher = Arc::new(build_enricher(&settings)?);
+        let presence = Arc::new(Presence::new(settings.presence.clone(), enricher, Arc::new(SystemClock)));
+        let accounts = Accounts::new(Arc::clone(&store), settings.session_ttl);
+        let (ingest, writer_task) = Ingest::start(Arc::clone(&presence), Arc::clone(&store)).await?;
+        let sites = SiteDirectory::default();
+        if settings.demo {
+            demo::ensure_demo(&accounts, &settings).await?;
+        }
+        sites.reload(&*store).await?;
+        let listener = TcpListener::bind(settings.listen)
+            .await
+            .with_context(|| format!("cannot listen on {}", settings.listen))?;
+        let addr = listener.local_addr()?;
+        let (shutdown, _) = tokio::sync::watch::channel(false);
+        let state = AppState(Arc::new(App {
+            settings,
+            presence,
+            store,
+            accounts,
+            ingest,
+            sites,
+            metrics: Metrics::new(),
+            live: LiveHub::default(),
+            shutdown,
+        }));
+
+        let mut tasks = vec![
+            tokio::spawn(run_sweeper(state.clone())),
+            tokio::spawn(live::run_pusher(state.clone(), state.shutdown.subscribe())),
+        ];
+        if state.settings.demo && state.settings.simulate > 0 {
+            tasks.push(tokio::spawn(demo::run_simulator(state.clone())));
+        }
+        let app = router(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
+        let mut stop = state.shutdown.subscribe();
+        let serve = tokio::spawn(async move {
+            axum::serve(listener, app)
+                .with_graceful_shutdown(async move {
+                    let _ = stop.wait_for(|stopped| *stopped).await;
+                })
+                .await
+        });
+        Ok(Server {
+            addr,
+            state,
+            serve,
+            tasks,
+            writer_task,
+        })
+    }
+
+    /// Stops accepting requests, ends the background tasks and open sockets, and writes every
+    /// pending profile update to the store.
+    pub async fn shutdown(self) -> anyhow::Result<()> {
+        self.state.shutdown.send_replace(true);
+        match tokio::time::timeout(Duration::from_secs(10), self.serve).await {
+            Ok(result) => result.context("server task")?.context("serving")?,
+            Err(_) => tracing::warn!("connections still open after 10s; closing them"),
+        }
+        for task in self.tasks {
+            let _ = task.await;
+        }
+        self.state.ingest.shutdown().await.context("flushing visitor profiles")?;
+        let _ = self.writer_task.await;
+        Ok(())
+    }
+}
+
+fn build_enricher(settings: &Settings) -> anyhow::Result<Enricher> {
+    if let Some(path) = &settings.mmdb {
+        let db = GeoDb::open(path).map_err(|error| anyhow::anyhow!("setting `mmdb`: {error}"))?;
+        tracing::info!(path = %path.display(), "GeoIP database loaded");
+        return Ok(Enricher::with_geo(db));
+    }
+    if settings.demo && settings.simulate > 0 {
+        // The simulator's visitors come from the sample networks of the built-in database, so
+        // the demo shows flags and cities without a download. Real visitors resolve to nothing
+        // (these are sample networks), which is also what happens without any database.
+        let db = GeoDb::from_bytes(geoip::fixture::city_database()).context("built-in sample GeoIP database")?;
+        tracing::info!("no --mmdb given: using the built-in sample GeoIP database for the demo");
+        return Ok(Enricher::with_geo(db));
+    }
+    tracing::info!("no --mmdb given: location fields stay empty");
+    Ok(Enricher::without_geo())
+}
+
+/// Expiry: sweeps, then sleeps until the next visitor is due to leave "active" or memory. No
+/// beacon can make something due earlier (activity only moves deadlines later), so sleeping
+/// until the reported deadline is exact. A floor keeps a huge table from being scanned back to
+/// back when deadlines are dense.
+async fn run_sweeper(state: AppState) {
+    let floor = Duration::from_millis((state.settings.presence.active_window_ms / 20).clamp(50, 1_000) as u64);
+    let idle = Duration::from_millis(state.settings.presence.active_window_ms.max(50) as u64);
+    let mut shutdown = state.shutdown.subscribe();
+    loop {
+        let report = state.presence.sweep();
+        let wait = match report.next_due_ms {
+            Some(due) => Duration::from_millis((due - state.presence.now_ms()).max(0) as u64),
+            None => idle,
+        };
+        tokio::select! {
+            _ = tokio::time::sleep(wait.max(floor)) => {}
+            _ = shutdown.changed() => return,
+        }
+    }
+}

@@ -1,0 +1,386 @@
+//! Visitor profiles off the hot path: a write-behind queue and per-site visitor numbers.
+//!
+//! Ingestion must never wait for a disk commit, so profile changes are queued in memory and
+//! a background task writes them in batches, one transaction per batch. Numbers for new
+//! visitors come from in-memory counters seeded from the store at start-up, so assigning one
+//! needs no write either.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
+use std::time::Duration;
+
+use tokio::sync::Notify;
+use tokio::task::JoinHandle;
+
+use crate::error::StoreError;
+use crate::model::{Profile, ProfileRecord};
+use crate::store::Store;
+
+/// site key → visitor id → profile. Nested so a lookup by `&str` pair needs no allocation.
+type ProfileMap = HashMap<String, HashMap<String, Profile>>;
+
+/// Settings of the [`ProfileWriter`].
+#[derive(Debug, Clone)]
+pub struct ProfileWriterConfig {
+    /// How often queued profiles are written. Default: 100 ms.
+    pub flush_interval: Duration,
+    /// A flush starts early once this many profiles are queued. Default: 1 000.
+    pub flush_threshold: usize,
+    /// The most profiles held in memory; beyond it new visitors' profiles are dropped (and
+    /// counted) while updates to already-queued visitors still coalesce. Default: 100 000.
+    pub max_pending: usize,
+}
+
+impl Default for ProfileWriterConfig {
+    fn default() -> Self {
+        Self {
+            flush_interval: Duration::from_millis(100),
+            flush_threshold: 1_000,
+            max_pending: 100_000,
+        }
+    }
+}
+
+#[derive(Debug, Default)]
+struct State {
+    pending: ProfileMap,
+    pending_len: usize,
+    /// The batch being written right now. Reads consult it so a visitor is still
+    /// recognised in the moment between leaving the queue and reaching the store.
+    in_flight: Option<Arc<ProfileMap>>,
+    /// Failed flushes in a row, so a failing disk logs once per streak, not ten times a
+    /// second.
+    failures_in_a_row: u32,
+}
+
+#[derive(Debug)]
+struct Shared {
+    store: Arc<dyn Store>,
+    config: ProfileWriterConfig,
+    state: Mutex<State>,
+    /// Held across take-and-save so batches reach the store in the order they were taken;
+    /// otherwise an older batch could commit after a newer one and undo it.
+    flush_lock: tokio::sync::Mutex<()>,
+    wake: Notify,
+    closed: AtomicBool,
+    dropped: AtomicU64,
+    written: AtomicU64,
+}
+
+/// The last clone of a [`ProfileWriter`] to be dropped tells the background task to make a
+/// final flush and stop.
+#[derive(Debug)]
+struct Handle(Arc<Shared>);
+
+impl Drop for Handle {
+    fn drop(&mut self) {
+        self.0.closed.store(true, Ordering::SeqCst);
+        self.0.wake.notify_one();
+    }
+}
+
+/// Queues visitor profiles and writes them to the store in batches.
+///
+/// Cloning is cheap; all clones share one queue. When every clone has been dropped, the
+/// background task writes what is left and ends, so awaiting the `JoinHandle` from
+/// [`ProfileWriter::spawn`] after dropping the writer is a complete shutdown. Calling
+/// [`ProfileWriter::flush`] first works too, and reports errors.
+#[derive(Debug, Clone)]
+pub struct ProfileWriter {
+    handle: Arc<Handle>,
+}
+
+impl ProfileWriter {
+    /// Starts the writer with default settings. Must be called inside a tokio runtime.
+    pub fn spawn(store: Arc<dyn Store>) -> (ProfileWriter, JoinHandle<()>) {
+        Self::spawn_with(store, ProfileWriterConfig::default())
+    }
+
+    /// Starts the writer with the given settings. Must be called inside a tokio runtime.
+    pub fn spawn_with(
+        store: Arc<dyn Store>,
+        config: ProfileWriterConfig,
+    ) -> (ProfileWriter, JoinHandle<()>) {
+        let shared = Arc::new(Shared {
+            store,
+            config,
+            state: Mutex::new(State::default()),
+            flush_lock: tokio::sync::Mutex::new(()),
+            wake: Notify::new(),
+            closed: AtomicBool::new(false),
+            dropped: AtomicU64::new(0),
+            written: AtomicU64::new(0),
+        });
+        let task = tokio::spawn(run(Arc::clone(&shared)));
+        let writer = ProfileWriter {
+            handle: Arc::new(Handle(shared)),
+        };
+        (writer, task)
+    }
+
+    fn shared(&self) -> &Shared {
+        &self.handle.0
+    }
+
+    /// Queues a profile to be written. Never blocks on I/O: it takes a short in-memory lock.
+    ///
+    /// A later record for the same (site, visitor) replaces the queued one, so only the
+    /// latest state is written. When the queue is full, a record for a visitor not already
+    /// queued is dropped and counted in [`ProfileWriter::dropped`].
+    pub fn queue(&self, record: ProfileRecord) {
+        let shared = self.shared();
+        let ProfileRecord {
+            site,
+            visitor_id,
+            profile,
+        } = record;
+        let wake = {
+            let mut state = lock(&shared.state);
+            if let Some(slot) = state
+                .pending
+                .get_mut(&site)
+                .and_then(|visitors| visitors.get_mut(&visitor_id))
+            {
+                *slot = profile;
+                return;
+            }
+            if state.pending_len >= shared.config.max_pending {
+                drop(state);
+                let dropped = shared.dropped.fetch_add(1, Ordering::Relaxed) + 1;
+                if dropped == 1 || dropped % 10_000 == 0 {
+                    tracing::warn!(
+                        dropped,
+                        max_pending = shared.config.max_pending,
+                        "profile write queue is full; dropping profile updates"
+                    );
+                }
+                return;
+            }
+            state
+                .pending
+                .entry(site)
+                .or_default()
+                .insert(visitor_id, profile);
+            state.pending_len += 1;
+            state.pending_len >= shared.config.flush_threshold
+        };
+        if wake {
+            shared.wake.notify_one();
+        }
+    }
+
+    /// A profile that is queued or being written but may not be in the store yet.
+    pub fn pending_profile(&self, site: &str, visitor_id: &str) -> Option<Profile> {
+        let state = lock(&self.shared().state);
+        let find = |map: &ProfileMap| map.get(site).and_then(|v| v.get(visitor_id)).cloned();
+        find(&state.pending).or_else(|| state.in_flight.as_deref().and_then(find))
+    }
+
+    /// The current profile of a visitor: the queued one if there is one, else the stored one.
+    pub async fn profile(
+        &self,
+        site: &str,
+        visitor_id: &str,
+    ) -> Result<Option<Profile>, StoreError> {
+        if let Some(profile) = self.pending_profile(site, visitor_id) {
+            return Ok(Some(profile));
+        }
+        self.shared().store.load_profile(site, visitor_id).await
+    }
+
+    /// Writes everything queued so far and waits until it is committed; returns how many
+    /// profiles this call wrote. Use it at graceful shutdown and in tests.
+    ///
+    /// The work runs in its own task, so cancelling this future cannot leave a batch half
+    /// handled.
+    pub async fn flush(&self) -> Result<usize, StoreError> {
+        let shared = Arc::clone(&self.handle.0);
+        tokio::spawn(async move { shared.flush_once().await })
+            .await
+            .map_err(|e| StoreError::Db(format!("profile flush task failed: {e}")))?
+    }
+
+    /// How many profiles are queued and not yet being written.
+    pub fn pending(&self) -> usize {
+        lock(&self.shared().state).pending_len
+    }
+
+    /// How many profile updates were dropped because the queue was full.
+    pub fn dropped(&self) -> u64 {
+        self.shared().dropped.load(Ordering::Relaxed)
+    }
+
+    /// How many profiles have been written to the store since start.
+    pub fn written(&self) -> u64 {
+        self.shared().written.load(Ordering::Relaxed)
+    }
+}
+
+/// Locks the state, recovering it if a thread panicked while holding the lock: every
+/// update to `State` leaves it consistent, so the data is still good.
+fn lock(state: &Mutex<State>) -> MutexGuard<'_, State> {
+    state.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// The background task: flush on every tick, or earlier when the queue passes the
+/// threshold, and once more at close.
+async fn run(shared: Arc<Shared>) {
+    let mut ticker = tokio::time::interval(shared.config.flush_interval);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = ticker.tick() => {}
+            _ = shared.wake.notified() => {}
+        }
+        // Errors are logged inside and the batch is re-queued, so the next round retries.
+        let _ = shared.flush_once().await;
+        if shared.closed.load(Ordering::SeqCst) {
+            if let Err(e) = shared.flush_once().await {
+                tracing::error!(error = %e, pending = lock(&shared.state).pending_len,
+                    "final profile flush failed; queued profiles are lost");
+            }
+            break;
+        }
+    }
+}
+
+impl Shared {
+    async fn flush_once(&self) -> Result<usize, StoreError> {
+        let _order = self.flush_lock.lock().await;
+        let taken = {
+            let mut state = lock(&self.state);
+            if state.pending_len == 0 {
+                return Ok(0);
+            }
+            let taken = Arc::new(std::mem::take(&mut state.pending));
+            state.pending_len = 0;
+            state.in_flight = Some(Arc::clone(&taken));
+            taken
+        };
+        let batch: Vec<ProfileRecord> = taken
+            .iter()
+            .flat_map(|(site, visitors)| {
+                visitors.iter().map(move |(visitor_id, profile)| ProfileRecord {
+                    site: site.clone(),
+                    visitor_id: visitor_id.clone(),
+                    profile: profile.clone(),
+                })
+            })
+            .collect();
+        let result = self.store.save_profiles(&batch).await;
+        let mut state = lock(&self.state);
+        state.in_flight = None;
+        match result {
+            Ok(()) => {
+                self.written.fetch_add(batch.len() as u64, Ordering::Relaxed);
+                if state.failures_in_a_row > 0 {
+                    tracing::info!(
+                        after_failures = state.failures_in_a_row,
+                        "profile writes recovered"
+                    );
+                    state.failures_in_a_row = 0;
+                }
+                Ok(batch.len())
+            }
+            Err(e) => {
+                // Put the batch back for the next round, except where a newer update was
+                // queued meanwhile, and within the queue's bound.
+                let mut lost = 0u64;
+                for record in batch {
+                    let State {
+                        pending,
+                        pending_len,
+                        ..
+                    } = &mut *state;
+                    let visitors = pending.entry(record.site).or_default();
+                    if visitors.contains_key(&record.visitor_id) {
+                        continue;
+                    }
+                    if *pending_len >= self.config.max_pending {
+                        lost += 1;
+                        continue;
+                    }
+                    visitors.insert(record.visitor_id, record.profile);
+                    *pending_len += 1;
+                }
+                self.dropped.fetch_add(lost, Ordering::Relaxed);
+                state.failures_in_a_row += 1;
+                if state.failures_in_a_row == 1 || state.failures_in_a_row % 100 == 0 {
+                    tracing::warn!(error = %e, failures_in_a_row = state.failures_in_a_row,
+                        "writing visitor profiles failed; will retry");
+                }
+                Err(e)
+            }
+        }
+    }
+}
+
+/// Per-site visitor numbers ("Visitor #42"), handed out from memory.
+///
+/// Seeded from [`Store::max_visitor_numbers`] at start-up. Numbers are saved only as part
+/// of a profile, so if the process dies before a new visitor's profile is written, that
+/// visitor's number may be handed out again after the restart; numbers are for display, and
+/// a rare repeat was judged better than a synchronous write per new visitor.
+#[derive(Debug, Default)]
+pub struct VisitorNumbers {
+    counters: RwLock<HashMap<String, AtomicU32>>,
+}
+
+impl VisitorNumbers {
+    /// Counters seeded with the highest saved number of every site.
+    pub async fn load(store: &dyn Store) -> Result<Self, StoreError> {
+        Ok(Self::from_maxima(store.max_visitor_numbers().await?))
+    }
+
+    pub fn from_maxima(maxima: impl IntoIterator<Item = (String, u32)>) -> Self {
+        let counters = maxima
+            .into_iter()
+            .map(|(site, max)| (site, AtomicU32::new(max)))
+            .collect();
+        Self {
+            counters: RwLock::new(counters),
+        }
+    }
+
+    /// The next number for a new visitor of `site`, starting at 1.
+    pub fn next(&self, site: &str) -> u32 {
+        {
+            let counters = self.counters.read().unwrap_or_else(PoisonError::into_inner);
+            if let Some(counter) = counters.get(site) {
+                return counter.fetch_add(1, Ordering::Relaxed).wrapping_add(1);
+            }
+        }
+        let mut counters = self.counters.write().unwrap_or_else(PoisonError::into_inner);
+        counters
+            .entry(site.to_string())
+            .or_default()
+            .fetch_add(1, Ordering::Relaxed)
+            .wrapping_add(1)
+    }
+
+    /// The highest number handed out (or seeded) for `site`; 0 if none.
+    pub fn current(&self, site: &str) -> u32 {
+        let counters = self.counters.read().unwrap_or_else(PoisonError::into_inner);
+        counters
+            .get(site)
+            .map_or(0, |counter| counter.load(Ordering::Relaxed))
+    }
+
+    /// Raises the counter of `site` to at least `number`, for a number learnt from a stored
+    /// profile, so it is never handed out again.
+    pub fn observe(&self, site: &str, number: u32) {
+        {
+            let counters = self.counters.read().unwrap_or_else(PoisonError::into_inner);
+            if let Some(counter) = counters.get(site) {
+                counter.fetch_max(number, Ordering::Relaxed);
+                return;
+            }
+        }
+        let mut counters = self.counters.write().unwrap_or_else(PoisonError::into_inner);
+        counters
+            .entry(site.to_string())
+            .or_default()
+            .fetch_max(number, Ordering::Relaxed);
+    }
+}

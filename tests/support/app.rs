@@ -1,0 +1,175 @@
+//! `TestApp`: a real Porchlight server on an ephemeral loopback port with its own temporary data
+//! directory, plus helpers to send beacons, sign in and open live panels.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use dashboards::{Server, Settings};
+use serde_json::{Value, json};
+use tempfile::TempDir;
+
+/// The site every `TestApp` creates; its allowed origin is [`TEST_ORIGIN`].
+pub const TEST_SITE: &str = "testsite";
+pub const TEST_ORIGIN: &str = "https://shop.example";
+pub const OWNER_EMAIL: &str = "owner@example.com";
+pub const OWNER_PASSWORD: &str = "correct horse battery";
+
+pub struct TestApp {
+    server: Option<Server>,
+    pub addr: SocketAddr,
+    pub data_dir: Arc<TempDir>,
+    settings: Settings,
+    pub http: reqwest::Client,
+}
+
+impl TestApp {
+    /// A server with the sample GeoIP database, a test site and an owner, and `configure`
+    /// applied to its settings.
+    pub async fn start_with(configure: impl FnOnce(&mut Settings)) -> TestApp {
+        let data_dir = Arc::new(tempfile::tempdir().expect("temporary directory"));
+        let mmdb = data_dir.path().join("sample-city.mmdb");
+        std::fs::write(&mmdb, geoip::fixture::city_database()).expect("write sample database");
+        let mut settings = Settings::for_tests(data_dir.path());
+        settings.mmdb = Some(mmdb);
+        configure(&mut settings);
+        let server = Server::start(settings.clone()).await.expect("server starts");
+        let app = TestApp {
+            addr: server.addr,
+            server: Some(server),
+            data_dir,
+            settings,
+            http: reqwest::Client::new(),
+        };
+        app.seed().await;
+        app
+    }
+
+    pub async fn start() -> TestApp {
+        Self::start_with(|_| {}).await
+    }
+
+    /// Creates the test site and owner once per data directory.
+    async fn seed(&self) {
+        let state = self.state();
+        if state.store.site(TEST_SITE).await.expect("store").is_none() {
+            state
+                .accounts
+                .create_site("Test shop", &[TEST_ORIGIN.to_owned()], Some(TEST_SITE))
+                .await
+                .expect("create site");
+            state.sites.reload(&*state.store).await.expect("reload sites");
+        }
+        if state.store.agent_by_email(OWNER_EMAIL).await.expect("store").is_none() {
+            state
+                .accounts
+                .create_agent(OWNER_EMAIL, "Olivia Owner", engage::Role::Owner, OWNER_PASSWORD)
+                .await
+                .expect("create owner");
+        }
+    }
+
+    pub fn state(&self) -> &dashboards::AppState {
+        &self.server.as_ref().expect("server running").state
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    pub fn ws_url(&self, path: &str) -> String {
+        format!("ws://{}{path}", self.addr)
+    }
+
+    pub fn data_path(&self) -> PathBuf {
+        self.data_dir.path().to_path_buf()
+    }
+
+    /// Stops the server gracefully (flushing profiles) and starts a new one on the same data
+    /// directory and port-less settings: a restart.
+    pub async fn restart(&mut self) {
+        let server = self.server.take().expect("server running");
+        server.shutdown().await.expect("clean shutdown");
+        let server = Server::start(self.settings.clone()).await.expect("server restarts");
+        self.addr = server.addr;
+        self.server = Some(server);
+    }
+
+    pub async fn shutdown(mut self) {
+        if let Some(server) = self.server.take() {
+            server.shutdown().await.expect("clean shutdown");
+        }
+    }
+
+    /// Posts a beacon body as JSON and returns the status and the JSON answer.
+    pub async fn beacon(&self, body: &Value) -> (u16, Value) {
+        self.beacon_with(body, &[]).await
+    }
+
+    pub async fn beacon_with(&self, body: &Value, headers: &[(&str, &str)]) -> (u16, Value) {
+        let mut request = self
+            .http
+            .post(self.url("/v1/beacon"))
+            .header("content-type", "text/plain")
+            .body(body.to_string());
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        let response = request.send().await.expect("beacon request");
+        let status = response.status().as_u16();
+        let body = response.json::<Value>().await.unwrap_or(Value::Null);
+        (status, body)
+    }
+
+    /// Signs in and returns the `Cookie` header value of the session.
+    pub async fn login(&self, email: &str, password: &str) -> String {
+        let response = self
+            .http
+            .post(self.url("/api/login"))
+            .json(&json!({ "email": email, "password": password }))
+            .send()
+            .await
+            .expect("login request");
+        assert_eq!(response.status(), 200, "login of {email} failed");
+        let cookie = response
+            .headers()
+            .get("set-cookie")
+            .expect("session cookie")
+            .to_str()
+            .expect("ascii")
+            .to_owned();
+        cookie.split(';').next().expect("name=value").to_owned()
+    }
+
+    pub async fn owner_cookie(&self) -> String {
+        self.login(OWNER_EMAIL, OWNER_PASSWORD).await
+    }
+
+    /// GET with a session cookie; returns status and JSON.
+    pub async fn get_json(&self, path: &str, cookie: Option<&str>) -> (u16, Value) {
+        let mut request = self.http.get(self.url(path));
+        if let Some(cookie) = cookie {
+            request = request.header("cookie", cookie);
+        }
+        let response = request.send().await.expect("request");
+        let status = response.status().as_u16();
+        (status, response.json::<Value>().await.unwrap_or(Value::Null))
+    }
+}
+
+/// A beacon body for the test site, with the given visitor and visit ids and page.
+pub fn page_view(visitor: &str, visit: &str, url: &str) -> Value {
+    json!({
+        "site": TEST_SITE,
+        "vid": visitor,
+        "sid": visit,
+        "type": "pageview",
+        "url": url,
+        "title": "A page",
+        "lang": "en-US",
+        "screen": [1440, 900],
+    })
+}
+
+/// A realistic desktop Chrome User-Agent.
+pub const CHROME_UA: &str = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/124.0.0.0 Safari/537.36";
