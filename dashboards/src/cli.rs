@@ -2,8 +2,6 @@
 //! the data directory. They need the server stopped (the embedded store allows one process).
 
 use std::sync::Arc;
-use std::time::Duration;
-
 use anyhow::Context as _;
 use engage::{Accounts, RedbStore, Role, Store};
 
@@ -13,8 +11,7 @@ async fn open(settings: &CommonSettings) -> anyhow::Result<Accounts> {
     std::fs::create_dir_all(&settings.data_dir)
         .with_context(|| format!("cannot create data directory {}", settings.data_dir.display()))?;
     let store: Arc<dyn Store> = Arc::new(RedbStore::open(&settings.data_dir).await?);
-    // The TTL only matters for logins, which the CLI does not make.
-    Ok(Accounts::new(store, Duration::from_secs(14 * 86_400)))
+    Ok(Accounts::new(store))
 }
 
 pub async fn agent(settings: &CommonSettings, command: AgentCommand) -> anyhow::Result<()> {

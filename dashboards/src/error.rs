@@ -78,7 +78,9 @@ impl From<AccountError> for ApiError {
             AccountError::Validation(message) => ApiError::BadRequest(message),
             AccountError::Conflict(message) => ApiError::Conflict(message),
             AccountError::NotFound(message) => ApiError::NotFound(message),
+            AccountError::Disabled => ApiError::Forbidden("this account is disabled".into()),
             AccountError::Store(error) => error.into(),
+            AccountError::Hashing(message) => ApiError::Internal(anyhow::anyhow!("password hashing: {message}")),
         }
     }
 }

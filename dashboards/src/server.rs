@@ -10,7 +10,7 @@ use anyhow::Context as _;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{delete, get, post};
-use engage::{Accounts, Ingest, RedbStore, Store};
+use engage::{Accounts, AccountsConfig, Ingest, RedbStore, Store};
 use geoip::{Enricher, GeoDb};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
@@ -64,7 +64,6 @@ pub struct Server {
     pub state: AppState,
     serve: JoinHandle<std::io::Result<()>>,
     tasks: Vec<JoinHandle<()>>,
-    writer_task: JoinHandle<()>,
 }
 
 impl Server {
@@ -76,8 +75,15 @@ impl Server {
         let store: Arc<dyn Store> = Arc::new(RedbStore::open(&settings.common.data_dir).await?);
         let enricher = Arc::new(build_enricher(&settings)?);
         let presence = Arc::new(Presence::new(settings.presence.clone(), enricher, Arc::new(SystemClock)));
-        let accounts = Accounts::new(Arc::clone(&store), settings.session_ttl);
-        let (ingest, writer_task) = Ingest::start(Arc::clone(&presence), Arc::clone(&store)).await?;
+        let accounts = Accounts::with_config(
+            Arc::clone(&store),
+            AccountsConfig {
+                session_ttl_ms: settings.session_ttl.as_millis() as i64,
+                ..AccountsConfig::default()
+            },
+            Arc::new(engage::SystemClock),
+        );
+        let ingest = Ingest::start(Arc::clone(&presence), Arc::clone(&store)).await?;
         let sites = SiteDirectory::default();
         if settings.demo {
             demo::ensure_demo(&accounts, &settings).await?;
@@ -121,7 +127,6 @@ impl Server {
             state,
             serve,
             tasks,
-            writer_task,
         })
     }
 
@@ -137,7 +142,6 @@ impl Server {
             let _ = task.await;
         }
         self.state.ingest.shutdown().await.context("flushing visitor profiles")?;
-        let _ = self.writer_task.await;
         Ok(())
     }
 }

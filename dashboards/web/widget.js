@@ -11,19 +11,31 @@
   var safe = function (fn) {
     return function () { try { return fn.apply(this, arguments); } catch (e) { debug(e); } };
   };
-  var str = function (v, n) {
-    return typeof v === 'string' ? v.slice(0, n) : typeof v === 'number' && isFinite(v) ? String(v) : undefined;
+  // The server rejects a whole beacon over any limit, and limits are UTF-8
+  // bytes: cut to n bytes, never splitting a surrogate pair (lone surrogates
+  // are invalid JSON for the server).
+  var enc = w.TextEncoder ? new TextEncoder() : null;
+  var cut = function (s, n) {
+    var b;
+    s = String(s);
+    if (s.toWellFormed) s = s.toWellFormed();
+    if (!enc) s = s.slice(0, n / 3); // ancient browser: 3 bytes per unit at most
+    while (enc && (b = enc.encode(s).length) > n) s = s.slice(0, s.length - Math.ceil((b - n) / 3));
+    return s.replace(/[\ud800-\udbff]$/, '');
   };
-  // Custom properties: flat string/number/bool values only, bounded in size.
+  var str = function (v, n) {
+    return typeof v === 'string' || (typeof v === 'number' && isFinite(v)) ? cut(v, n) : undefined;
+  };
+  // Custom properties: at most 50, flat string/number/bool values only.
   var props = function (o, skip) {
     var r = {}, n = 0;
     if (!o || typeof o !== 'object') return r;
     Object.keys(o).forEach(function (k) {
       var v = o[k], t = typeof v;
-      if ((skip && skip.indexOf(k) >= 0) || n >= 50) return;
-      if (t === 'string') v = v.slice(0, 500);
+      if (!k || (skip && skip.indexOf(k) >= 0) || n >= 50) return;
+      if (t === 'string') v = cut(v, 512);
       else if (t !== 'boolean' && !(t === 'number' && isFinite(v))) return;
-      r[k.slice(0, 100)] = v; n++;
+      r[cut(k, 64)] = v; n++;
     });
     return r;
   };
@@ -39,18 +51,21 @@
   // --- Store: first-party cookie + localStorage; either restores the other.
   // An in-memory copy keeps ids stable for this page when both are blocked.
   var YEAR = 31536000, VISIT_S = 1800, ID = /^[\w-]{22}$/, mem = {};
+  // (Both throw in sandboxed frames and opaque origins, hence the try blocks.)
   var Store = {
     get: function (k) {
       var v = null, m;
       try { v = localStorage.getItem(k); } catch (_) {}
-      if (v == null && (m = d.cookie.match(new RegExp('(?:^|; )' + k + '=([^;]*)')))) v = m[1];
+      try { if (v == null && (m = d.cookie.match(new RegExp('(?:^|; )' + k + '=([^;]*)')))) v = m[1]; } catch (_) {}
       return v == null ? mem[k] : v;
     },
     set: function (k, v, maxAge) {
       mem[k] = v;
       try { localStorage.setItem(k, v); } catch (_) {}
-      d.cookie = k + '=' + v + '; max-age=' + maxAge + '; path=/; SameSite=Lax' +
-        (location.protocol === 'https:' ? '; Secure' : '');
+      try {
+        d.cookie = k + '=' + v + '; max-age=' + maxAge + '; path=/; SameSite=Lax' +
+          (location.protocol === 'https:' ? '; Secure' : '');
+      } catch (_) {}
     },
     // 16 random bytes -> 22 chars of base64url.
     rid: function () {
@@ -99,7 +114,7 @@
     base: function (type, sid) {
       return {
         site: S.site, vid: S.vid, sid: sid, type: type,
-        url: location.href.slice(0, 2000), title: String(d.title).slice(0, 500),
+        url: cut(location.href, 2000), title: cut(d.title, 500),
         lang: navigator.language, screen: [screen.width, screen.height], ts: Date.now()
       };
     },
@@ -112,7 +127,7 @@
       b = Tracker.base(type, v.sid);
       if (type === 'pageview') {
         S.url = location.href;
-        if (S.ref && d.referrer) b.referrer = d.referrer.slice(0, 2000);
+        if (S.ref && d.referrer) b.referrer = cut(d.referrer, 2000);
         S.ref = false;
       }
       for (k in extra) b[k] = extra[k];
@@ -173,14 +188,17 @@
     },
     identify: function (o) {
       if (!o || typeof o !== 'object') return;
+      var email = str(o.email, 256);
       Tracker.beat('identify', { identity: {
-        name: str(o.name, 200), email: str(o.email, 200), phone: str(o.phone, 50),
+        name: str(o.name, 256), phone: str(o.phone, 256),
+        // The server refuses the whole identify for an email without "@".
+        email: email && email.indexOf('@') > 0 ? email : undefined,
         props: props(o, ['name', 'email', 'phone'])
       } });
     },
     track: function (name, p) {
-      name = str(name, 100);
-      if (name) Tracker.beat('event', { event: { name: name, props: props(p) } });
+      name = str(name, 64);
+      if (name && name.trim()) Tracker.beat('event', { event: { name: name, props: props(p) } });
     },
     // Manual page view: always counts, unless the history hook has just
     // counted this very URL (SPA routers that also call page()). Deferred

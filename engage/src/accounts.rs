@@ -128,7 +128,11 @@ impl Accounts {
         Self::with_config(store, AccountsConfig::default(), Arc::new(SystemClock))
     }
 
-    pub fn with_config(store: Arc<dyn Store>, config: AccountsConfig, clock: Arc<dyn Clock>) -> Self {
+    pub fn with_config(
+        store: Arc<dyn Store>,
+        config: AccountsConfig,
+        clock: Arc<dyn Clock>,
+    ) -> Self {
         Self {
             store,
             clock,
@@ -242,7 +246,13 @@ impl Accounts {
         email: &str,
         password: &str,
     ) -> Result<(Agent, SessionToken), AccountError> {
-        let agent = if password.len() > MAX_PASSWORD_BYTES || email.len() > MAX_EMAIL_BYTES {
+        // An oversized password cannot be right (creation refuses them), and refusing it
+        // before hashing bounds the work; the refusal does not depend on the email, so it
+        // reveals nothing about which emails exist.
+        if password.len() > MAX_PASSWORD_BYTES {
+            return Err(AccountError::InvalidCredentials);
+        }
+        let agent = if email.len() > MAX_EMAIL_BYTES {
             None
         } else {
             self.store.agent_by_email(email).await?
@@ -429,7 +439,11 @@ impl Accounts {
     }
 
     /// Replaces a site's allowed origins (validated as in [`Accounts::create_site`]).
-    pub async fn set_site_origins(&self, key: &str, origins: &[String]) -> Result<Site, AccountError> {
+    pub async fn set_site_origins(
+        &self,
+        key: &str,
+        origins: &[String],
+    ) -> Result<Site, AccountError> {
         let allowed_origins = validate_origins(origins)?;
         let mut site = self
             .store
@@ -560,7 +574,9 @@ fn validate_email(email: &str) -> Result<String, AccountError> {
 fn validate_name(name: &str, what: &str) -> Result<String, AccountError> {
     let name = name.trim();
     if name.is_empty() {
-        return Err(AccountError::Validation(format!("{what} must not be empty")));
+        return Err(AccountError::Validation(format!(
+            "{what} must not be empty"
+        )));
     }
     if name.chars().count() > MAX_NAME_CHARS {
         return Err(AccountError::Validation(format!(
@@ -620,4 +636,562 @@ fn validate_origins(origins: &[String]) -> Result<Vec<String>, AccountError> {
         }
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::ManualClock;
+    use crate::redb_store::RedbStore;
+
+    const PASSWORD: &str = "correct horse";
+    const DAY_MS: i64 = 24 * 60 * 60 * 1000;
+
+    struct Fixture {
+        _dir: tempfile::TempDir,
+        clock: Arc<ManualClock>,
+        accounts: Accounts,
+    }
+
+    /// Accounts on a fresh store with a manual clock. Hashing uses the cheapest Argon2 cost
+    /// because the default takes about a second per hash in an unoptimised test build; the
+    /// default cost has its own test below.
+    fn fixture() -> Fixture {
+        let dir = tempfile::tempdir().unwrap();
+        let store: Arc<dyn Store> = Arc::new(RedbStore::open_blocking(dir.path()).unwrap());
+        let clock = Arc::new(ManualClock::new(1_000_000));
+        let config = AccountsConfig::default().insecure_fast_hashing();
+        let accounts = Accounts::with_config(store, config, clock.clone());
+        Fixture {
+            _dir: dir,
+            clock,
+            accounts,
+        }
+    }
+
+    #[tokio::test]
+    async fn default_cost_is_argon2id_recommended() {
+        let dir = tempfile::tempdir().unwrap();
+        let store: Arc<dyn Store> = Arc::new(RedbStore::open_blocking(dir.path()).unwrap());
+        let accounts = Accounts::new(store);
+        let agent = accounts
+            .create_agent("owner@example.com", "Owner", Role::Owner, PASSWORD)
+            .await
+            .unwrap();
+        assert!(
+            agent
+                .password_hash
+                .starts_with("$argon2id$v=19$m=19456,t=2,p=1$"),
+            "{}",
+            agent.password_hash
+        );
+    }
+
+    #[tokio::test]
+    async fn hashes_of_another_cost_still_verify() {
+        // Verification reads the cost from the stored hash, so lowering or raising the
+        // configured cost never locks existing agents out.
+        let f = fixture();
+        let agent = f
+            .accounts
+            .create_agent("sam@example.com", "Sam", Role::Agent, PASSWORD)
+            .await
+            .unwrap();
+        let params = PasswordParams::new(PasswordParams::MIN_M_COST * 2, 2, 1, None).unwrap();
+        let other = Accounts::with_config(
+            Arc::clone(f.accounts.store()),
+            AccountsConfig {
+                password_params: params,
+                ..AccountsConfig::default()
+            },
+            f.clock.clone(),
+        );
+        let (logged_in, _) = other.login("sam@example.com", PASSWORD).await.unwrap();
+        assert_eq!(logged_in.id, agent.id);
+    }
+
+    #[tokio::test]
+    async fn create_agent_validates_input() {
+        let f = fixture();
+        let cases: &[(&str, &str, &str, &str)] = &[
+            (
+                "not-an-email",
+                "Name",
+                PASSWORD,
+                "not a valid email address",
+            ),
+            ("a@b", "Name", PASSWORD, "not a valid email address"),
+            (
+                "@example.com",
+                "Name",
+                PASSWORD,
+                "not a valid email address",
+            ),
+            (
+                "a b@example.com",
+                "Name",
+                PASSWORD,
+                "not a valid email address",
+            ),
+            (
+                "a@example..com",
+                "Name",
+                PASSWORD,
+                "not a valid email address",
+            ),
+            ("a@example.com", "   ", PASSWORD, "name must not be empty"),
+            (
+                "a@example.com",
+                "Name",
+                "short",
+                "password must be at least 8 characters",
+            ),
+            (
+                "a@example.com",
+                "Name",
+                "1234567",
+                "password must be at least 8 characters",
+            ),
+        ];
+        for (email, name, password, message) in cases {
+            let err = f
+                .accounts
+                .create_agent(email, name, Role::Agent, password)
+                .await
+                .unwrap_err();
+            assert!(
+                matches!(err, AccountError::Validation(_)),
+                "{email}: {err:?}"
+            );
+            assert!(err.to_string().contains(message), "{email}: {err}");
+        }
+        // Surrounding spaces are trimmed, and an eight-character password is enough.
+        let agent = f
+            .accounts
+            .create_agent("  ok@example.com ", " Ok ", Role::Agent, "12345678")
+            .await
+            .unwrap();
+        assert_eq!(
+            (agent.email.as_str(), agent.name.as_str()),
+            ("ok@example.com", "Ok")
+        );
+    }
+
+    #[tokio::test]
+    async fn duplicate_email_in_any_case_conflicts() {
+        let f = fixture();
+        f.accounts
+            .create_agent("Sam@Example.com", "Sam", Role::Admin, PASSWORD)
+            .await
+            .unwrap();
+        let err = f
+            .accounts
+            .create_agent("sam@example.COM", "Sam 2", Role::Agent, PASSWORD)
+            .await
+            .unwrap_err();
+        assert!(matches!(err, AccountError::Conflict(_)), "{err:?}");
+    }
+
+    #[tokio::test]
+    async fn login_outcomes() {
+        let f = fixture();
+        let agent = f
+            .accounts
+            .create_agent("sam@example.com", "Sam", Role::Agent, PASSWORD)
+            .await
+            .unwrap();
+        let disabled = f
+            .accounts
+            .create_agent("off@example.com", "Off", Role::Agent, PASSWORD)
+            .await
+            .unwrap();
+        f.accounts.set_disabled(disabled.id, true).await.unwrap();
+
+        let (who, token) = f.accounts.login("SAM@example.com", PASSWORD).await.unwrap();
+        assert_eq!(who.id, agent.id);
+        assert_eq!(token.as_str().len(), 43);
+        assert_eq!(token.expires_ms(), 1_000_000 + 14 * DAY_MS);
+        assert!(
+            !format!("{token:?}").contains(token.as_str()),
+            "Debug must redact the token"
+        );
+
+        let failures: &[(&str, &str, &str)] = &[
+            (
+                "sam@example.com",
+                "wrong password",
+                "invalid email or password",
+            ),
+            ("nobody@example.com", PASSWORD, "invalid email or password"),
+            ("", "", "invalid email or password"),
+            (
+                "sam@example.com",
+                &"p".repeat(2000),
+                "invalid email or password",
+            ),
+            (
+                "off@example.com",
+                "wrong password",
+                "invalid email or password",
+            ),
+            ("off@example.com", PASSWORD, "this account is disabled"),
+        ];
+        for (email, password, message) in failures {
+            let err = f.accounts.login(email, password).await.unwrap_err();
+            assert_eq!(err.to_string(), *message, "{email} / {password}");
+        }
+
+        // Re-enabling restores access.
+        f.accounts.set_disabled(disabled.id, false).await.unwrap();
+        f.accounts.login("off@example.com", PASSWORD).await.unwrap();
+        // A new password replaces the old one.
+        f.accounts
+            .set_password(agent.id, "another password")
+            .await
+            .unwrap();
+        assert!(f.accounts.login("sam@example.com", PASSWORD).await.is_err());
+        f.accounts
+            .login("sam@example.com", "another password")
+            .await
+            .unwrap();
+    }
+
+    #[tokio::test]
+    async fn sessions_expire_and_log_out() {
+        let f = fixture();
+        let agent = f
+            .accounts
+            .create_agent("sam@example.com", "Sam", Role::Agent, PASSWORD)
+            .await
+            .unwrap();
+        let (_, token) = f.accounts.login("sam@example.com", PASSWORD).await.unwrap();
+        let found = f.accounts.agent_for_session(token.as_str()).await.unwrap();
+        assert_eq!(found.map(|a| a.id), Some(agent.id));
+
+        // Only the hash is stored.
+        let stored = f
+            .accounts
+            .store()
+            .session(&hash_token(token.as_str()))
+            .await
+            .unwrap();
+        assert_eq!(stored.map(|s| s.agent_id), Some(agent.id));
+        assert!(
+            f.accounts
+                .store()
+                .session(token.as_str())
+                .await
+                .unwrap()
+                .is_none()
+        );
+
+        for bogus in ["", "nope", &"x".repeat(1000)] {
+            assert!(f.accounts.agent_for_session(bogus).await.unwrap().is_none());
+        }
+
+        // A disabled agent's session stops working at once.
+        f.accounts.set_disabled(agent.id, true).await.unwrap();
+        assert!(
+            f.accounts
+                .agent_for_session(token.as_str())
+                .await
+                .unwrap()
+                .is_none()
+        );
+        f.accounts.set_disabled(agent.id, false).await.unwrap();
+
+        f.clock.advance_ms(14 * DAY_MS - 1);
+        assert!(
+            f.accounts
+                .agent_for_session(token.as_str())
+                .await
+                .unwrap()
+                .is_some()
+        );
+        f.clock.advance_ms(1);
+        assert!(
+            f.accounts
+                .agent_for_session(token.as_str())
+                .await
+                .unwrap()
+                .is_none()
+        );
+        let hash = hash_token(token.as_str());
+        assert!(
+            f.accounts.store().session(&hash).await.unwrap().is_none(),
+            "an expired session is deleted when presented"
+        );
+
+        let (_, token) = f.accounts.login("sam@example.com", PASSWORD).await.unwrap();
+        f.accounts.logout(token.as_str()).await.unwrap();
+        f.accounts.logout(token.as_str()).await.unwrap();
+        assert!(
+            f.accounts
+                .agent_for_session(token.as_str())
+                .await
+                .unwrap()
+                .is_none()
+        );
+    }
+
+    #[tokio::test]
+    async fn purge_removes_only_expired_sessions() {
+        let f = fixture();
+        f.accounts
+            .create_agent("sam@example.com", "Sam", Role::Agent, PASSWORD)
+            .await
+            .unwrap();
+        let (_, old) = f.accounts.login("sam@example.com", PASSWORD).await.unwrap();
+        f.clock.advance_ms(10 * DAY_MS);
+        let (_, fresh) = f.accounts.login("sam@example.com", PASSWORD).await.unwrap();
+        f.clock.advance_ms(5 * DAY_MS);
+        assert_eq!(f.accounts.purge_expired_sessions().await.unwrap(), 1);
+        assert!(
+            f.accounts
+                .agent_for_session(old.as_str())
+                .await
+                .unwrap()
+                .is_none()
+        );
+        assert!(
+            f.accounts
+                .agent_for_session(fresh.as_str())
+                .await
+                .unwrap()
+                .is_some()
+        );
+    }
+
+    #[tokio::test]
+    async fn api_tokens_authenticate_until_revoked() {
+        let f = fixture();
+        let agent = f
+            .accounts
+            .create_agent("bot@example.com", "Bot", Role::Admin, PASSWORD)
+            .await
+            .unwrap();
+        let (record, token) = f.accounts.create_api_token(agent.id, " ci ").await.unwrap();
+        assert!(token.starts_with("plt_") && token.len() == 47, "{token}");
+        assert_eq!(record.name, "ci");
+        assert_eq!(record.token_hash, hash_token(&token));
+        assert!(
+            !serde_json::to_string(&record.view())
+                .unwrap()
+                .contains(&record.token_hash)
+        );
+
+        let found = f.accounts.agent_for_api_token(&token).await.unwrap();
+        assert_eq!(found.map(|a| a.id), Some(agent.id));
+        // The bare random part, or a session-style token, is not an API token.
+        assert!(
+            f.accounts
+                .agent_for_api_token(&token[4..])
+                .await
+                .unwrap()
+                .is_none()
+        );
+        assert!(
+            f.accounts
+                .agent_for_api_token("plt_unknown")
+                .await
+                .unwrap()
+                .is_none()
+        );
+
+        let (other, _) = f
+            .accounts
+            .create_api_token(agent.id, "zapier")
+            .await
+            .unwrap();
+        let names: Vec<String> = f
+            .accounts
+            .api_tokens_for(agent.id)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|t| t.name)
+            .collect();
+        assert_eq!(names, ["ci", "zapier"]);
+        assert!(
+            f.accounts
+                .api_tokens_for(agent.id + 1)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+
+        f.accounts.set_disabled(agent.id, true).await.unwrap();
+        assert!(
+            f.accounts
+                .agent_for_api_token(&token)
+                .await
+                .unwrap()
+                .is_none()
+        );
+        assert!(matches!(
+            f.accounts.create_api_token(agent.id, "more").await,
+            Err(AccountError::Disabled)
+        ));
+        f.accounts.set_disabled(agent.id, false).await.unwrap();
+
+        assert!(f.accounts.revoke_api_token(record.id).await.unwrap());
+        assert!(!f.accounts.revoke_api_token(record.id).await.unwrap());
+        assert!(
+            f.accounts
+                .agent_for_api_token(&token)
+                .await
+                .unwrap()
+                .is_none()
+        );
+        assert_eq!(f.accounts.list_api_tokens().await.unwrap(), vec![other]);
+
+        assert!(matches!(
+            f.accounts.create_api_token(999, "x").await,
+            Err(AccountError::NotFound(_))
+        ));
+        assert!(matches!(
+            f.accounts.create_api_token(agent.id, "").await,
+            Err(AccountError::Validation(_))
+        ));
+    }
+
+    #[tokio::test]
+    async fn create_site_validates_and_normalises() {
+        let f = fixture();
+        let origins = |list: &[&str]| list.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+
+        let generated = f
+            .accounts
+            .create_site(
+                "Shop",
+                &origins(&["https://Shop.example.com/", "https://shop.example.com:443"]),
+                None,
+            )
+            .await
+            .unwrap();
+        assert_eq!(generated.key.len(), 16);
+        assert!(
+            generated
+                .key
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+        );
+        assert_eq!(generated.allowed_origins, ["https://shop.example.com"]);
+        assert_eq!(generated.created_ms, 1_000_000);
+        assert!(generated.allows_origin("https://shop.example.com"));
+
+        let demo = f
+            .accounts
+            .create_site("Demo", &origins(&["*"]), Some("demo"))
+            .await
+            .unwrap();
+        assert_eq!(demo.key, "demo");
+        assert!(matches!(
+            f.accounts.create_site("Again", &[], Some("demo")).await,
+            Err(AccountError::Conflict(_))
+        ));
+
+        let invalid: &[(&str, &[&str], Option<&str>, &str)] = &[
+            ("", &[], None, "site name must not be empty"),
+            ("X", &["example.com"], None, "not a valid origin"),
+            ("X", &["ftp://example.com"], None, "not a valid origin"),
+            (
+                "X",
+                &["https://example.com/path"],
+                None,
+                "not a valid origin",
+            ),
+            ("X", &[], Some("ab"), "must be 3-64 characters"),
+            ("X", &[], Some("has space"), "must be 3-64 characters"),
+            ("X", &[], Some("slash/key"), "must be 3-64 characters"),
+            ("X", &[], Some(&"k".repeat(65)), "must be 3-64 characters"),
+        ];
+        for (name, list, key, message) in invalid {
+            let err = f
+                .accounts
+                .create_site(name, &origins(list), *key)
+                .await
+                .unwrap_err();
+            assert!(matches!(err, AccountError::Validation(_)), "{err:?}");
+            assert!(err.to_string().contains(message), "{err}");
+        }
+        let okay = f
+            .accounts
+            .create_site("Key", &[], Some(&"k".repeat(64)))
+            .await
+            .unwrap();
+        assert_eq!(okay.key.len(), 64);
+
+        let updated = f
+            .accounts
+            .set_site_origins("demo", &origins(&["http://localhost:3000"]))
+            .await
+            .unwrap();
+        assert_eq!(f.accounts.site("demo").await.unwrap(), Some(updated));
+        assert!(matches!(
+            f.accounts.set_site_origins("missing", &[]).await,
+            Err(AccountError::NotFound(_))
+        ));
+    }
+
+    #[tokio::test]
+    async fn site_access_follows_role_and_grants() {
+        let f = fixture();
+        let a = f
+            .accounts
+            .create_site("A", &[], Some("site-a"))
+            .await
+            .unwrap();
+        let b = f
+            .accounts
+            .create_site("B", &[], Some("site-b"))
+            .await
+            .unwrap();
+        let admin = f
+            .accounts
+            .create_agent("admin@example.com", "Admin", Role::Admin, PASSWORD)
+            .await
+            .unwrap();
+        let agent = f
+            .accounts
+            .create_agent("agent@example.com", "Agent", Role::Agent, PASSWORD)
+            .await
+            .unwrap();
+
+        assert_eq!(
+            f.accounts.sites_for(&admin).await.unwrap(),
+            vec![a.clone(), b.clone()]
+        );
+        assert!(f.accounts.sites_for(&agent).await.unwrap().is_empty());
+
+        let agent = f.accounts.grant_site(agent.id, "site-b").await.unwrap();
+        let agent = f.accounts.grant_site(agent.id, "site-b").await.unwrap();
+        assert_eq!(agent.sites, ["site-b"]);
+        assert_eq!(f.accounts.sites_for(&agent).await.unwrap(), vec![b.clone()]);
+        let stored = f.accounts.agent(agent.id).await.unwrap().unwrap();
+        assert!(stored.can_access("site-b") && !stored.can_access("site-a"));
+
+        assert!(matches!(
+            f.accounts.grant_site(agent.id, "missing").await,
+            Err(AccountError::NotFound(_))
+        ));
+        assert!(matches!(
+            f.accounts.grant_site(999, "site-a").await,
+            Err(AccountError::NotFound(_))
+        ));
+
+        let agent = f.accounts.revoke_site(agent.id, "site-b").await.unwrap();
+        assert!(agent.sites.is_empty());
+        let promoted = f.accounts.set_role(agent.id, Role::Admin).await.unwrap();
+        assert_eq!(f.accounts.sites_for(&promoted).await.unwrap().len(), 2);
+        assert_eq!(f.accounts.list_agents().await.unwrap().len(), 2);
+    }
+
+    #[test]
+    fn token_hash_is_hex_sha256() {
+        assert_eq!(
+            hash_token("abc"),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+    }
 }

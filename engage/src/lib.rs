@@ -10,6 +10,7 @@
 mod accounts;
 mod clock;
 mod error;
+mod ingest;
 mod model;
 mod profiles;
 mod redb_store;
@@ -18,10 +19,10 @@ mod store;
 pub use accounts::{Accounts, AccountsConfig, PasswordParams, SessionToken, hash_token};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::{AccountError, StoreError};
+pub use ingest::{Ingest, IngestOutcome};
 pub use model::{
     Agent, AgentView, ApiTokenRecord, ApiTokenView, Identity, NewAgentRecord, NewApiTokenRecord,
-    ParseRoleError, Profile, ProfileRecord, PropValue, Role, SessionRecord, Site,
-    normalize_origin,
+    ParseRoleError, Profile, ProfileRecord, PropValue, Role, SessionRecord, Site, normalize_origin,
 };
 pub use profiles::{ProfileWriter, ProfileWriterConfig, VisitorNumbers};
 pub use redb_store::{DB_FILE_NAME, RedbStore};

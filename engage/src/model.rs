@@ -9,46 +9,10 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
-/// The durable part of a visitor: what must survive a restart.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Profile {
-    /// The per-site visitor number shown to agents ("Visitor #42").
-    pub number: u32,
-    /// How many visits this visitor has made.
-    pub visits: u32,
-    /// When the visitor was first seen, in milliseconds since the Unix epoch.
-    pub first_seen_ms: i64,
-    /// The id of the visitor's most recent visit, so a reconnect continues it.
-    #[serde(default)]
-    pub last_visit_id: Option<String>,
-    /// What the site told us about who the visitor is.
-    #[serde(default)]
-    pub identity: Identity,
-}
-
-/// What a site's own code says about a visitor (`porchlight.identify(...)`).
-///
-/// Every field defaults, so records written before a field existed still decode.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
-pub struct Identity {
-    pub name: Option<String>,
-    pub email: Option<String>,
-    pub phone: Option<String>,
-    /// Custom properties in the order the site gave them.
-    pub props: Vec<(String, PropValue)>,
-}
-
-/// The value of a custom identity property.
-///
-/// It is untagged so the JSON is the natural `"text"`, `12.5` or `true`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(untagged)]
-pub enum PropValue {
-    String(String),
-    Number(f64),
-    Bool(bool),
-}
+/// The durable part of a visitor (number, visits, first seen, last visit id, identity) is the
+/// tracker's [`tracker::KnownProfile`]: the store keeps exactly what the presence table needs
+/// to recognise a returning visitor.
+pub use tracker::{Identity, KnownProfile as Profile, PropValue};
 
 /// One profile to write, with the keys it is stored under.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -261,7 +225,11 @@ pub fn normalize_origin(origin: &str) -> Option<String> {
     // after the closing bracket.
     let (host, port) = if let Some(after_bracket) = rest.strip_prefix('[') {
         let (inner, tail) = after_bracket.split_once(']')?;
-        if inner.is_empty() || !inner.chars().all(|c| c.is_ascii_hexdigit() || c == ':' || c == '.') {
+        if inner.is_empty()
+            || !inner
+                .chars()
+                .all(|c| c.is_ascii_hexdigit() || c == ':' || c == '.')
+        {
             return None;
         }
         let port = match tail {
@@ -390,9 +358,17 @@ mod tests {
             (&["HTTPS://Example.COM"], "https://example.com", true),
             (&["https://example.com"], "http://example.com", false),
             (&["https://example.com"], "https://www.example.com", false),
-            (&["https://example.com"], "https://example.com.evil.net", false),
+            (
+                &["https://example.com"],
+                "https://example.com.evil.net",
+                false,
+            ),
             (&["https://example.com"], "https://example.com:8443", false),
-            (&["https://example.com:8443"], "https://example.com:8443", true),
+            (
+                &["https://example.com:8443"],
+                "https://example.com:8443",
+                true,
+            ),
             (&["https://example.com:443"], "https://example.com", true),
             (&["http://localhost:80"], "http://localhost", true),
             (&["http://localhost:3000"], "http://localhost:3001", false),
@@ -434,18 +410,29 @@ mod tests {
             ("https://-bad.com", None),
         ];
         for (input, expected) in cases {
-            assert_eq!(normalize_origin(input).as_deref(), *expected, "input {input:?}");
+            assert_eq!(
+                normalize_origin(input).as_deref(),
+                *expected,
+                "input {input:?}"
+            );
         }
     }
 
     #[test]
     fn role_parses_and_prints() {
-        for (text, role) in [("owner", Role::Owner), (" Admin ", Role::Admin), ("AGENT", Role::Agent)] {
+        for (text, role) in [
+            ("owner", Role::Owner),
+            (" Admin ", Role::Admin),
+            ("AGENT", Role::Agent),
+        ] {
             assert_eq!(text.parse::<Role>(), Ok(role));
             assert_eq!(role.to_string().parse::<Role>(), Ok(role));
         }
         let err = "boss".parse::<Role>().unwrap_err();
-        assert_eq!(err.to_string(), "unknown role \"boss\": expected one of owner, admin, agent");
+        assert_eq!(
+            err.to_string(),
+            "unknown role \"boss\": expected one of owner, admin, agent"
+        );
         assert_eq!(serde_json::to_string(&Role::Admin).unwrap(), "\"admin\"");
     }
 
@@ -468,7 +455,10 @@ mod tests {
         agent.disabled = true;
         assert!(!agent.can_access("demo"));
         let json = serde_json::to_string(&agent.view()).unwrap();
-        assert!(!json.contains("argon2"), "the view must not carry the hash: {json}");
+        assert!(
+            !json.contains("argon2"),
+            "the view must not carry the hash: {json}"
+        );
     }
 
     #[test]
@@ -484,7 +474,10 @@ mod tests {
             ],
         };
         let json = serde_json::to_string(&identity).unwrap();
-        assert!(json.contains(r#"["plan","pro"],["seats",3.0],["trial",false]"#), "{json}");
+        assert!(
+            json.contains(r#"["plan","pro"],["seats",3.0],["trial",false]"#),
+            "{json}"
+        );
         let back: Identity = serde_json::from_str(&json).unwrap();
         assert_eq!(back, identity);
         // Fields added later must not break records written earlier.

@@ -148,7 +148,7 @@ impl ProfileWriter {
             if state.pending_len >= shared.config.max_pending {
                 drop(state);
                 let dropped = shared.dropped.fetch_add(1, Ordering::Relaxed) + 1;
-                if dropped == 1 || dropped % 10_000 == 0 {
+                if dropped == 1 || dropped.is_multiple_of(10_000) {
                     tracing::warn!(
                         dropped,
                         max_pending = shared.config.max_pending,
@@ -226,7 +226,10 @@ fn lock(state: &Mutex<State>) -> MutexGuard<'_, State> {
 /// The background task: flush on every tick, or earlier when the queue passes the
 /// threshold, and once more at close.
 async fn run(shared: Arc<Shared>) {
-    let mut ticker = tokio::time::interval(shared.config.flush_interval);
+    // The first tick comes one interval after start, not at once: there is nothing to write
+    // yet, and an immediate flush would race with callers that flush explicitly.
+    let period = shared.config.flush_interval;
+    let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
@@ -261,11 +264,13 @@ impl Shared {
         let batch: Vec<ProfileRecord> = taken
             .iter()
             .flat_map(|(site, visitors)| {
-                visitors.iter().map(move |(visitor_id, profile)| ProfileRecord {
-                    site: site.clone(),
-                    visitor_id: visitor_id.clone(),
-                    profile: profile.clone(),
-                })
+                visitors
+                    .iter()
+                    .map(move |(visitor_id, profile)| ProfileRecord {
+                        site: site.clone(),
+                        visitor_id: visitor_id.clone(),
+                        profile: profile.clone(),
+                    })
             })
             .collect();
         let result = self.store.save_profiles(&batch).await;
@@ -273,7 +278,8 @@ impl Shared {
         state.in_flight = None;
         match result {
             Ok(()) => {
-                self.written.fetch_add(batch.len() as u64, Ordering::Relaxed);
+                self.written
+                    .fetch_add(batch.len() as u64, Ordering::Relaxed);
                 if state.failures_in_a_row > 0 {
                     tracing::info!(
                         after_failures = state.failures_in_a_row,
@@ -306,7 +312,7 @@ impl Shared {
                 }
                 self.dropped.fetch_add(lost, Ordering::Relaxed);
                 state.failures_in_a_row += 1;
-                if state.failures_in_a_row == 1 || state.failures_in_a_row % 100 == 0 {
+                if state.failures_in_a_row == 1 || state.failures_in_a_row.is_multiple_of(100) {
                     tracing::warn!(error = %e, failures_in_a_row = state.failures_in_a_row,
                         "writing visitor profiles failed; will retry");
                 }
@@ -351,7 +357,10 @@ impl VisitorNumbers {
                 return counter.fetch_add(1, Ordering::Relaxed).wrapping_add(1);
             }
         }
-        let mut counters = self.counters.write().unwrap_or_else(PoisonError::into_inner);
+        let mut counters = self
+            .counters
+            .write()
+            .unwrap_or_else(PoisonError::into_inner);
         counters
             .entry(site.to_string())
             .or_default()
@@ -377,10 +386,374 @@ impl VisitorNumbers {
                 return;
             }
         }
-        let mut counters = self.counters.write().unwrap_or_else(PoisonError::into_inner);
+        let mut counters = self
+            .counters
+            .write()
+            .unwrap_or_else(PoisonError::into_inner);
         counters
             .entry(site.to_string())
             .or_default()
             .fetch_max(number, Ordering::Relaxed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{
+        Agent, ApiTokenRecord, Identity, NewAgentRecord, NewApiTokenRecord, SessionRecord, Site,
+    };
+    use crate::redb_store::RedbStore;
+    use async_trait::async_trait;
+    use tokio::sync::Semaphore;
+
+    fn profile(number: u32, visits: u32) -> Profile {
+        Profile {
+            number,
+            visits,
+            first_seen_ms: 1,
+            last_visit_id: None,
+            identity: Identity::default(),
+        }
+    }
+
+    fn record(site: &str, visitor: &str, number: u32, visits: u32) -> ProfileRecord {
+        ProfileRecord {
+            site: site.into(),
+            visitor_id: visitor.into(),
+            profile: profile(number, visits),
+        }
+    }
+
+    /// Settings under which nothing flushes by itself, so a test decides when.
+    fn manual() -> ProfileWriterConfig {
+        ProfileWriterConfig {
+            flush_interval: Duration::from_secs(3600),
+            flush_threshold: usize::MAX,
+            max_pending: 100_000,
+        }
+    }
+
+    fn open_temp() -> (tempfile::TempDir, Arc<RedbStore>) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(RedbStore::open_blocking(dir.path()).unwrap());
+        (dir, store)
+    }
+
+    /// Waits for a condition that a background task makes true, failing after 10 s.
+    async fn eventually(what: &str, mut condition: impl FnMut() -> bool) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while !condition() {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "timed out waiting for {what}"
+            );
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+    }
+
+    #[tokio::test]
+    async fn queued_updates_coalesce_and_flush_in_one_batch() {
+        let (_dir, store) = open_temp();
+        let (writer, _task) = ProfileWriter::spawn_with(store.clone(), manual());
+        writer.queue(record("demo", "v1", 1, 1));
+        writer.queue(record("demo", "v1", 1, 2));
+        writer.queue(record("demo", "v2", 2, 1));
+        writer.queue(record("other", "v1", 1, 5));
+        assert_eq!(writer.pending(), 3);
+        assert_eq!(writer.pending_profile("demo", "v1"), Some(profile(1, 2)));
+        assert_eq!(writer.pending_profile("demo", "v3"), None);
+        assert_eq!(store.load_profile("demo", "v1").await.unwrap(), None);
+        assert_eq!(
+            writer.profile("demo", "v1").await.unwrap(),
+            Some(profile(1, 2))
+        );
+
+        assert_eq!(writer.flush().await.unwrap(), 3);
+        assert_eq!(
+            (writer.pending(), writer.written(), writer.dropped()),
+            (0, 3, 0)
+        );
+        assert_eq!(writer.pending_profile("demo", "v1"), None);
+        assert_eq!(
+            store.load_profile("demo", "v1").await.unwrap(),
+            Some(profile(1, 2))
+        );
+        assert_eq!(
+            store.load_profile("other", "v1").await.unwrap(),
+            Some(profile(1, 5))
+        );
+        assert_eq!(
+            writer.profile("demo", "v2").await.unwrap(),
+            Some(profile(2, 1))
+        );
+        assert_eq!(writer.flush().await.unwrap(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_full_queue_drops_new_visitors_but_still_coalesces() {
+        let (_dir, store) = open_temp();
+        let config = ProfileWriterConfig {
+            max_pending: 2,
+            ..manual()
+        };
+        let (writer, _task) = ProfileWriter::spawn_with(store, config);
+        writer.queue(record("demo", "v1", 1, 1));
+        writer.queue(record("demo", "v2", 2, 1));
+        writer.queue(record("demo", "v3", 3, 1));
+        writer.queue(record("demo", "v1", 1, 9));
+        assert_eq!((writer.pending(), writer.dropped()), (2, 1));
+        assert_eq!(writer.pending_profile("demo", "v1"), Some(profile(1, 9)));
+        assert_eq!(writer.pending_profile("demo", "v3"), None);
+    }
+
+    #[tokio::test]
+    async fn the_threshold_triggers_a_flush() {
+        let (_dir, store) = open_temp();
+        let config = ProfileWriterConfig {
+            flush_threshold: 3,
+            ..manual()
+        };
+        let (writer, _task) = ProfileWriter::spawn_with(store.clone(), config);
+        writer.queue(record("demo", "v1", 1, 1));
+        writer.queue(record("demo", "v2", 2, 1));
+        writer.queue(record("demo", "v3", 3, 1));
+        eventually("the threshold flush", || writer.written() == 3).await;
+        assert!(store.load_profile("demo", "v3").await.unwrap().is_some());
+    }
+
+    #[tokio::test]
+    async fn the_interval_triggers_a_flush() {
+        let (_dir, store) = open_temp();
+        let config = ProfileWriterConfig {
+            flush_interval: Duration::from_millis(10),
+            ..manual()
+        };
+        let (writer, _task) = ProfileWriter::spawn_with(store, config);
+        writer.queue(record("demo", "v1", 1, 1));
+        eventually("the interval flush", || writer.written() == 1).await;
+    }
+
+    #[tokio::test]
+    async fn dropping_the_writer_flushes_and_stops_the_task() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let store = Arc::new(RedbStore::open_blocking(dir.path()).unwrap());
+            let (writer, task) = ProfileWriter::spawn_with(store, manual());
+            let clone = writer.clone();
+            writer.queue(record("demo", "v1", 1, 4));
+            drop(writer);
+            clone.queue(record("demo", "v2", 2, 1));
+            drop(clone);
+            tokio::time::timeout(Duration::from_secs(10), task)
+                .await
+                .expect("the writer task should stop once every handle is dropped")
+                .unwrap();
+        }
+        // The task has released the database, so it can be opened again.
+        let store = RedbStore::open_blocking(dir.path()).unwrap();
+        assert_eq!(
+            store.load_profile("demo", "v1").await.unwrap(),
+            Some(profile(1, 4))
+        );
+        assert_eq!(
+            store.load_profile("demo", "v2").await.unwrap(),
+            Some(profile(2, 1))
+        );
+    }
+
+    #[tokio::test]
+    async fn a_batch_being_written_is_still_visible() {
+        let (_dir, inner) = open_temp();
+        let store = Arc::new(GatedStore::new(inner));
+        let (writer, _task) = ProfileWriter::spawn_with(store.clone(), manual());
+        writer.queue(record("demo", "v1", 1, 1));
+        let flushing = tokio::spawn({
+            let writer = writer.clone();
+            async move { writer.flush().await }
+        });
+        eventually("the batch to leave the queue", || writer.pending() == 0).await;
+        assert_eq!(writer.pending_profile("demo", "v1"), Some(profile(1, 1)));
+        store.gate.add_permits(1);
+        assert_eq!(flushing.await.unwrap().unwrap(), 1);
+        assert_eq!(writer.pending_profile("demo", "v1"), None);
+        assert_eq!(
+            writer.profile("demo", "v1").await.unwrap(),
+            Some(profile(1, 1))
+        );
+    }
+
+    #[tokio::test]
+    async fn a_failed_flush_requeues_without_undoing_newer_updates() {
+        let (_dir, inner) = open_temp();
+        let store = Arc::new(GatedStore::new(inner));
+        store.gate.add_permits(100);
+        store.fail.store(true, Ordering::SeqCst);
+        let (writer, _task) = ProfileWriter::spawn_with(store.clone(), manual());
+        writer.queue(record("demo", "v1", 1, 1));
+        writer.queue(record("demo", "v2", 2, 1));
+        let err = writer.flush().await.unwrap_err();
+        assert_eq!(err.to_string(), "storage I/O error: disk full");
+        assert_eq!((writer.pending(), writer.written()), (2, 0));
+
+        writer.queue(record("demo", "v1", 1, 2));
+        store.fail.store(false, Ordering::SeqCst);
+        assert_eq!(writer.flush().await.unwrap(), 2);
+        assert_eq!(
+            store.load_profile("demo", "v1").await.unwrap(),
+            Some(profile(1, 2))
+        );
+        assert_eq!(
+            store.load_profile("demo", "v2").await.unwrap(),
+            Some(profile(2, 1))
+        );
+    }
+
+    #[tokio::test]
+    async fn visitor_numbers_continue_after_a_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let store = Arc::new(RedbStore::open_blocking(dir.path()).unwrap());
+            let numbers = VisitorNumbers::load(store.as_ref()).await.unwrap();
+            let (writer, task) = ProfileWriter::spawn_with(store, manual());
+            for visitor in ["a", "b", "c"] {
+                let number = numbers.next("demo");
+                writer.queue(record("demo", visitor, number, 1));
+            }
+            assert_eq!(numbers.next("other"), 1);
+            assert_eq!(numbers.current("demo"), 3);
+            writer.flush().await.unwrap();
+            drop(writer);
+            task.await.unwrap();
+        }
+        let store = RedbStore::open_blocking(dir.path()).unwrap();
+        let numbers = VisitorNumbers::load(&store).await.unwrap();
+        assert_eq!(numbers.current("demo"), 3);
+        assert_eq!(numbers.next("demo"), 4);
+        // "other" handed out a number but saved no profile, so it starts over.
+        assert_eq!(numbers.next("other"), 1);
+        assert_eq!(numbers.next("fresh"), 1);
+        numbers.observe("demo", 10);
+        numbers.observe("demo", 2);
+        numbers.observe("seen", 7);
+        assert_eq!((numbers.next("demo"), numbers.next("seen")), (11, 8));
+    }
+
+    #[test]
+    fn visitor_numbers_are_unique_across_threads() {
+        let numbers = Arc::new(VisitorNumbers::from_maxima([("demo".to_string(), 100)]));
+        let handles: Vec<_> = (0..4)
+            .map(|_| {
+                let numbers = Arc::clone(&numbers);
+                std::thread::spawn(move || {
+                    (0..1000).map(|_| numbers.next("demo")).collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        let mut all: Vec<u32> = handles
+            .into_iter()
+            .flat_map(|h| h.join().unwrap())
+            .collect();
+        all.sort_unstable();
+        assert_eq!(all, (101..=4100).collect::<Vec<_>>());
+    }
+
+    /// A store whose `save_profiles` waits for a permit and can be told to fail, to test the
+    /// moments a real disk makes too short to observe.
+    #[derive(Debug)]
+    struct GatedStore {
+        inner: Arc<RedbStore>,
+        gate: Semaphore,
+        fail: AtomicBool,
+    }
+
+    impl GatedStore {
+        fn new(inner: Arc<RedbStore>) -> Self {
+            Self {
+                inner,
+                gate: Semaphore::new(0),
+                fail: AtomicBool::new(false),
+            }
+        }
+    }
+
+    #[async_trait]
+    impl Store for GatedStore {
+        async fn load_profile(
+            &self,
+            site: &str,
+            visitor_id: &str,
+        ) -> Result<Option<Profile>, StoreError> {
+            self.inner.load_profile(site, visitor_id).await
+        }
+        async fn save_profiles(&self, batch: &[ProfileRecord]) -> Result<(), StoreError> {
+            let permit = self
+                .gate
+                .acquire()
+                .await
+                .map_err(|e| StoreError::Db(e.to_string()))?;
+            permit.forget();
+            if self.fail.load(Ordering::SeqCst) {
+                return Err(StoreError::Io("disk full".into()));
+            }
+            self.inner.save_profiles(batch).await
+        }
+        async fn max_visitor_numbers(&self) -> Result<Vec<(String, u32)>, StoreError> {
+            self.inner.max_visitor_numbers().await
+        }
+        async fn create_agent(&self, agent: NewAgentRecord) -> Result<Agent, StoreError> {
+            self.inner.create_agent(agent).await
+        }
+        async fn agent(&self, id: u64) -> Result<Option<Agent>, StoreError> {
+            self.inner.agent(id).await
+        }
+        async fn agent_by_email(&self, email: &str) -> Result<Option<Agent>, StoreError> {
+            self.inner.agent_by_email(email).await
+        }
+        async fn list_agents(&self) -> Result<Vec<Agent>, StoreError> {
+            self.inner.list_agents().await
+        }
+        async fn update_agent(&self, agent: &Agent) -> Result<(), StoreError> {
+            self.inner.update_agent(agent).await
+        }
+        async fn put_session(&self, session: &SessionRecord) -> Result<(), StoreError> {
+            self.inner.put_session(session).await
+        }
+        async fn session(&self, token_hash: &str) -> Result<Option<SessionRecord>, StoreError> {
+            self.inner.session(token_hash).await
+        }
+        async fn delete_session(&self, token_hash: &str) -> Result<(), StoreError> {
+            self.inner.delete_session(token_hash).await
+        }
+        async fn purge_expired_sessions(&self, now_ms: i64) -> Result<usize, StoreError> {
+            self.inner.purge_expired_sessions(now_ms).await
+        }
+        async fn create_api_token(
+            &self,
+            token: NewApiTokenRecord,
+        ) -> Result<ApiTokenRecord, StoreError> {
+            self.inner.create_api_token(token).await
+        }
+        async fn api_token(&self, token_hash: &str) -> Result<Option<ApiTokenRecord>, StoreError> {
+            self.inner.api_token(token_hash).await
+        }
+        async fn list_api_tokens(&self) -> Result<Vec<ApiTokenRecord>, StoreError> {
+            self.inner.list_api_tokens().await
+        }
+        async fn delete_api_token(&self, id: u64) -> Result<bool, StoreError> {
+            self.inner.delete_api_token(id).await
+        }
+        async fn create_site(&self, site: &Site) -> Result<(), StoreError> {
+            self.inner.create_site(site).await
+        }
+        async fn site(&self, key: &str) -> Result<Option<Site>, StoreError> {
+            self.inner.site(key).await
+        }
+        async fn list_sites(&self) -> Result<Vec<Site>, StoreError> {
+            self.inner.list_sites().await
+        }
+        async fn update_site(&self, site: &Site) -> Result<(), StoreError> {
+            self.inner.update_site(site).await
+        }
     }
 }

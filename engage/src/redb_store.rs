@@ -62,12 +62,20 @@ pub struct RedbStore {
 }
 
 impl RedbStore {
-    /// Opens (creating if needed) the data directory and its database file.
+    /// Opens (creating if needed) the data directory and its database file, on the blocking
+    /// pool because opening creates files and fsyncs.
     ///
-    /// This blocks on file I/O; call it at start-up, or inside `spawn_blocking`. If another
-    /// process has the file open the error is [`StoreError::InUse`], whose message names the
-    /// data directory.
-    pub fn open(data_dir: impl AsRef<Path>) -> Result<Self, StoreError> {
+    /// If another process has the file open the error is [`StoreError::InUse`], whose
+    /// message names the data directory.
+    pub async fn open(data_dir: impl AsRef<Path>) -> Result<Self, StoreError> {
+        let data_dir = data_dir.as_ref().to_path_buf();
+        tokio::task::spawn_blocking(move || Self::open_blocking(data_dir))
+            .await
+            .map_err(|e| StoreError::Db(format!("storage task failed: {e}")))?
+    }
+
+    /// [`RedbStore::open`] for callers outside an async runtime (command-line tools, tests).
+    pub fn open_blocking(data_dir: impl AsRef<Path>) -> Result<Self, StoreError> {
         let data_dir = data_dir.as_ref().to_path_buf();
         std::fs::create_dir_all(&data_dir).map_err(|e| {
             StoreError::Io(format!(
@@ -78,6 +86,16 @@ impl RedbStore {
         let path = data_dir.join(DB_FILE_NAME);
         let db = Database::create(&path).map_err(|e| match e {
             DatabaseError::DatabaseAlreadyOpen => StoreError::InUse(data_dir.clone()),
+            // redb reports a file whose header it does not recognise as InvalidData; say what
+            // that means instead of passing on the bare "invalid data".
+            DatabaseError::Storage(redb::StorageError::Io(io))
+                if io.kind() == std::io::ErrorKind::InvalidData =>
+            {
+                StoreError::Corrupt(format!(
+                    "{} is not a porchlight database, or is damaged ({io})",
+                    path.display()
+                ))
+            }
             other => match db_err(other) {
                 StoreError::Io(msg) => {
                     StoreError::Io(format!("cannot open {}: {msg}", path.display()))
@@ -185,7 +203,10 @@ fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, StoreError> {
     serde_json::to_vec(value).map_err(|e| StoreError::Db(format!("cannot encode record: {e}")))
 }
 
-fn decode<T: DeserializeOwned>(bytes: &[u8], what: &dyn std::fmt::Display) -> Result<T, StoreError> {
+fn decode<T: DeserializeOwned>(
+    bytes: &[u8],
+    what: &dyn std::fmt::Display,
+) -> Result<T, StoreError> {
     serde_json::from_slice(bytes).map_err(|e| StoreError::Corrupt(format!("{what}: {e}")))
 }
 
@@ -312,7 +333,10 @@ impl Store for RedbStore {
             let mut out = Vec::new();
             for entry in table.iter().db()? {
                 let (id, bytes) = entry.db()?;
-                out.push(decode(bytes.value(), &format_args!("agent {}", id.value()))?);
+                out.push(decode(
+                    bytes.value(),
+                    &format_args!("agent {}", id.value()),
+                )?);
             }
             Ok(out)
         })
@@ -438,7 +462,10 @@ impl Store for RedbStore {
             let mut out = Vec::new();
             for entry in table.iter().db()? {
                 let (id, bytes) = entry.db()?;
-                out.push(decode(bytes.value(), &format_args!("API token {}", id.value()))?);
+                out.push(decode(
+                    bytes.value(),
+                    &format_args!("API token {}", id.value()),
+                )?);
             }
             Ok(out)
         })
@@ -493,7 +520,10 @@ impl Store for RedbStore {
             let mut out = Vec::new();
             for entry in table.iter().db()? {
                 let (key, bytes) = entry.db()?;
-                out.push(decode(bytes.value(), &format_args!("site {}", key.value()))?);
+                out.push(decode(
+                    bytes.value(),
+                    &format_args!("site {}", key.value()),
+                )?);
             }
             Ok(out)
         })
@@ -522,8 +552,19 @@ mod tests {
 
     fn open_temp() -> (tempfile::TempDir, RedbStore) {
         let dir = tempfile::tempdir().unwrap();
-        let store = RedbStore::open(dir.path().join("data")).unwrap();
+        let store = RedbStore::open_blocking(dir.path().join("data")).unwrap();
         (dir, store)
+    }
+
+    #[tokio::test]
+    async fn async_open_creates_the_data_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        let data_dir = dir.path().join("nested").join("data");
+        let store = RedbStore::open(&data_dir).await.unwrap();
+        assert_eq!(store.data_dir(), data_dir);
+        assert!(data_dir.join(DB_FILE_NAME).is_file());
+        let err = RedbStore::open(&data_dir).await.unwrap_err();
+        assert!(matches!(err, StoreError::InUse(_)), "{err:?}");
     }
 
     fn profile(number: u32, visits: u32) -> Profile {
@@ -586,48 +627,87 @@ mod tests {
             ])
             .await
             .unwrap();
-        store.save_profiles(&[record("demo", "v1", 1, 2)]).await.unwrap();
+        store
+            .save_profiles(&[record("demo", "v1", 1, 2)])
+            .await
+            .unwrap();
         store.save_profiles(&[]).await.unwrap();
 
-        assert_eq!(store.load_profile("demo", "v1").await.unwrap(), Some(profile(1, 2)));
-        assert_eq!(store.load_profile("other", "v1").await.unwrap(), Some(profile(3, 2)));
+        assert_eq!(
+            store.load_profile("demo", "v1").await.unwrap(),
+            Some(profile(1, 2))
+        );
+        assert_eq!(
+            store.load_profile("other", "v1").await.unwrap(),
+            Some(profile(3, 2))
+        );
         assert_eq!(store.load_profile("demo", "v3").await.unwrap(), None);
         let mut maxima = store.max_visitor_numbers().await.unwrap();
         maxima.sort();
-        assert_eq!(maxima, vec![("demo".to_string(), 7), ("other".to_string(), 3)]);
+        assert_eq!(
+            maxima,
+            vec![("demo".to_string(), 7), ("other".to_string(), 3)]
+        );
     }
 
     #[tokio::test]
     async fn agents_round_trip_with_case_insensitive_unique_email() {
         let (_dir, store) = open_temp();
-        let first = store.create_agent(new_agent("Grace@Example.com")).await.unwrap();
-        let second = store.create_agent(new_agent("ada@example.com")).await.unwrap();
+        let first = store
+            .create_agent(new_agent("Grace@Example.com"))
+            .await
+            .unwrap();
+        let second = store
+            .create_agent(new_agent("ada@example.com"))
+            .await
+            .unwrap();
         assert_eq!((first.id, second.id), (1, 2));
         assert_eq!(first, new_agent("Grace@Example.com").with_id(1));
 
-        let err = store.create_agent(new_agent("grace@EXAMPLE.com")).await.unwrap_err();
+        let err = store
+            .create_agent(new_agent("grace@EXAMPLE.com"))
+            .await
+            .unwrap_err();
         assert!(matches!(err, StoreError::Conflict(_)), "{err:?}");
         assert!(err.to_string().contains("already exists"), "{err}");
 
         assert_eq!(store.agent(1).await.unwrap(), Some(first.clone()));
         assert_eq!(store.agent(99).await.unwrap(), None);
-        assert_eq!(store.agent_by_email("GRACE@example.COM").await.unwrap(), Some(first.clone()));
-        assert_eq!(store.agent_by_email("nobody@example.com").await.unwrap(), None);
-        assert_eq!(store.list_agents().await.unwrap(), vec![first.clone(), second.clone()]);
+        assert_eq!(
+            store.agent_by_email("GRACE@example.COM").await.unwrap(),
+            Some(first.clone())
+        );
+        assert_eq!(
+            store.agent_by_email("nobody@example.com").await.unwrap(),
+            None
+        );
+        assert_eq!(
+            store.list_agents().await.unwrap(),
+            vec![first.clone(), second.clone()]
+        );
 
         // Changing the email moves the index entry; taking another agent's email conflicts.
         let mut renamed = first.clone();
         renamed.email = "grace.hopper@example.com".into();
         renamed.disabled = true;
         store.update_agent(&renamed).await.unwrap();
-        assert_eq!(store.agent_by_email("grace@example.com").await.unwrap(), None);
         assert_eq!(
-            store.agent_by_email("grace.hopper@example.com").await.unwrap(),
+            store.agent_by_email("grace@example.com").await.unwrap(),
+            None
+        );
+        assert_eq!(
+            store
+                .agent_by_email("grace.hopper@example.com")
+                .await
+                .unwrap(),
             Some(renamed.clone())
         );
         let mut clash = renamed.clone();
         clash.email = "ADA@example.com".into();
-        assert!(matches!(store.update_agent(&clash).await, Err(StoreError::Conflict(_))));
+        assert!(matches!(
+            store.update_agent(&clash).await,
+            Err(StoreError::Conflict(_))
+        ));
         let mut ghost = renamed.clone();
         ghost.id = 42;
         let err = store.update_agent(&ghost).await.unwrap_err();
@@ -677,7 +757,10 @@ mod tests {
             Err(StoreError::Conflict(_))
         ));
         assert_eq!(store.api_token("h2").await.unwrap(), Some(b.clone()));
-        assert_eq!(store.list_api_tokens().await.unwrap(), vec![a.clone(), b.clone()]);
+        assert_eq!(
+            store.list_api_tokens().await.unwrap(),
+            vec![a.clone(), b.clone()]
+        );
         assert!(store.delete_api_token(1).await.unwrap());
         assert!(!store.delete_api_token(1).await.unwrap());
         assert_eq!(store.api_token("h1").await.unwrap(), None);
@@ -694,7 +777,10 @@ mod tests {
         assert_eq!(err.to_string(), "site key demo is already taken");
         assert_eq!(store.site("demo").await.unwrap(), Some(site("demo")));
         assert_eq!(store.site("nope").await.unwrap(), None);
-        assert_eq!(store.list_sites().await.unwrap(), vec![site("alpha"), site("demo")]);
+        assert_eq!(
+            store.list_sites().await.unwrap(),
+            vec![site("alpha"), site("demo")]
+        );
         let mut changed = site("demo");
         changed.allowed_origins = vec!["*".into()];
         store.update_site(&changed).await.unwrap();
@@ -709,9 +795,15 @@ mod tests {
     async fn reopening_keeps_every_record() {
         let dir = tempfile::tempdir().unwrap();
         {
-            let store = RedbStore::open(dir.path()).unwrap();
-            store.save_profiles(&[record("demo", "v1", 4, 3)]).await.unwrap();
-            store.create_agent(new_agent("a@example.com")).await.unwrap();
+            let store = RedbStore::open_blocking(dir.path()).unwrap();
+            store
+                .save_profiles(&[record("demo", "v1", 4, 3)])
+                .await
+                .unwrap();
+            store
+                .create_agent(new_agent("a@example.com"))
+                .await
+                .unwrap();
             store.create_site(&site("demo")).await.unwrap();
             store
                 .put_session(&SessionRecord {
@@ -724,23 +816,35 @@ mod tests {
                 .unwrap();
         }
         assert!(dir.path().join(DB_FILE_NAME).is_file());
-        let store = RedbStore::open(dir.path()).unwrap();
+        let store = RedbStore::open_blocking(dir.path()).unwrap();
         let restored = store.load_profile("demo", "v1").await.unwrap().unwrap();
         assert_eq!(restored.visits, 3, "a restart must keep visit counts");
-        assert_eq!(store.max_visitor_numbers().await.unwrap(), vec![("demo".into(), 4)]);
-        assert!(store.agent_by_email("a@example.com").await.unwrap().is_some());
+        assert_eq!(
+            store.max_visitor_numbers().await.unwrap(),
+            vec![("demo".into(), 4)]
+        );
+        assert!(
+            store
+                .agent_by_email("a@example.com")
+                .await
+                .unwrap()
+                .is_some()
+        );
         assert!(store.site("demo").await.unwrap().is_some());
         assert!(store.session("s").await.unwrap().is_some());
         // The id counter survives too.
-        let next = store.create_agent(new_agent("b@example.com")).await.unwrap();
+        let next = store
+            .create_agent(new_agent("b@example.com"))
+            .await
+            .unwrap();
         assert_eq!(next.id, 2);
     }
 
     #[test]
     fn a_second_open_reports_the_directory_in_use() {
         let dir = tempfile::tempdir().unwrap();
-        let _first = RedbStore::open(dir.path()).unwrap();
-        let err = RedbStore::open(dir.path()).unwrap_err();
+        let _first = RedbStore::open_blocking(dir.path()).unwrap();
+        let err = RedbStore::open_blocking(dir.path()).unwrap_err();
         assert!(matches!(err, StoreError::InUse(_)), "{err:?}");
         let expected = format!(
             "data directory {} is in use by another porchlight process",
@@ -752,8 +856,13 @@ mod tests {
     #[test]
     fn a_file_that_is_not_a_database_is_reported() {
         let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join(DB_FILE_NAME), b"this is not a redb file at all").unwrap();
-        let err = RedbStore::open(dir.path()).unwrap_err();
+        std::fs::write(
+            dir.path().join(DB_FILE_NAME),
+            b"this is not a redb file at all",
+        )
+        .unwrap();
+        let err = RedbStore::open_blocking(dir.path()).unwrap_err();
+        assert!(matches!(err, StoreError::Corrupt(_)), "{err:?}");
         assert!(
             err.to_string().contains(DB_FILE_NAME),
             "the message should name the file: {err}"
@@ -765,10 +874,17 @@ mod tests {
         let (_dir, store) = open_temp();
         let db = Arc::clone(&store.db);
         let txn = db.begin_write().unwrap();
-        txn.open_table(SITES).unwrap().insert("bad", b"{not json".as_slice()).unwrap();
+        txn.open_table(SITES)
+            .unwrap()
+            .insert("bad", b"{not json".as_slice())
+            .unwrap();
         txn.commit().unwrap();
         let err = store.site("bad").await.unwrap_err();
         assert!(matches!(err, StoreError::Corrupt(_)), "{err:?}");
-        assert!(err.to_string().starts_with("stored data is corrupt: site bad"), "{err}");
+        assert!(
+            err.to_string()
+                .starts_with("stored data is corrupt: site bad"),
+            "{err}"
+        );
     }
 }

@@ -20,8 +20,11 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     // Visitor profiles.
 
     /// The stored profile of one visitor of one site.
-    async fn load_profile(&self, site: &str, visitor_id: &str)
-    -> Result<Option<Profile>, StoreError>;
+    async fn load_profile(
+        &self,
+        site: &str,
+        visitor_id: &str,
+    ) -> Result<Option<Profile>, StoreError>;
 
     /// Writes (inserts or replaces) a batch of profiles in one transaction, and raises each
     /// site's highest visitor number to the highest number in the batch.
@@ -68,8 +71,10 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// Stores a new API token under a fresh id. A token hash that already exists is a
     /// [`StoreError::Conflict`] (it cannot happen with random tokens, but it must not
     /// silently re-point a token).
-    async fn create_api_token(&self, token: NewApiTokenRecord)
-    -> Result<ApiTokenRecord, StoreError>;
+    async fn create_api_token(
+        &self,
+        token: NewApiTokenRecord,
+    ) -> Result<ApiTokenRecord, StoreError>;
 
     async fn api_token(&self, token_hash: &str) -> Result<Option<ApiTokenRecord>, StoreError>;
 

@@ -263,9 +263,12 @@ mod tests {
     #[test]
     fn the_cache_returns_the_same_result_for_the_same_user_agent() {
         let cache = ClientCache::default();
-        let firefox = "Mozilla/5.0 (X11; Ubuntu; Linux x86_64; rv:125.0) Gecko/20100101 Firefox/125.0";
+        let firefox =
+            "Mozilla/5.0 (X11; Ubuntu; Linux x86_64; rv:125.0) Gecko/20100101 Firefox/125.0";
         let first = cache.get(firefox);
-        let second = cache.get(&firefox.to_owned());
+        // A separate allocation with the same text finds the same entry.
+        let copy = firefox.to_owned();
+        let second = cache.get(&copy);
         assert!(Arc::ptr_eq(&first, &second));
         assert_eq!(*first, ClientInfo::parse(firefox));
         let other = cache.get("curl/8.5.0");
@@ -288,7 +291,12 @@ mod tests {
         // Strings that differ only after the cut share one entry.
         assert!(Arc::ptr_eq(&info, &cache.get(&second)));
         assert_eq!(cache.parsed.len(), 1);
-        assert!(cache.parsed.iter().all(|entry| entry.key().len() <= MAX_USER_AGENT_LEN));
+        assert!(
+            cache
+                .parsed
+                .iter()
+                .all(|entry| entry.key().len() <= MAX_USER_AGENT_LEN)
+        );
 
         // The cut lands on a character boundary even inside multi-byte characters.
         let wide = "ü".repeat(3_000);
@@ -314,7 +322,15 @@ mod tests {
         .collect();
         assert_eq!(
             names,
-            ["desktop", "mobile", "tablet", "feature_phone", "appliance", "crawler", "unknown"]
+            [
+                "desktop",
+                "mobile",
+                "tablet",
+                "feature_phone",
+                "appliance",
+                "crawler",
+                "unknown"
+            ]
         );
     }
 }

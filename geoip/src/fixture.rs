@@ -168,7 +168,11 @@ pub const NETWORKS: &[FixtureNetwork] = &[
 
 /// A GeoIP2-City–shaped database ("GeoIP2-City") holding [`NETWORKS`].
 pub fn city_database() -> Vec<u8> {
-    build("GeoIP2-City", "Porchlight fixture city database", city_record)
+    build(
+        "GeoIP2-City",
+        "Porchlight fixture city database",
+        city_record,
+    )
 }
 
 /// A GeoIP2-Country–shaped database ("GeoIP2-Country") holding the countries of [`NETWORKS`].
@@ -228,11 +232,17 @@ fn names(name: &str) -> Value {
 fn city_record(network: &FixtureNetwork) -> Value {
     let mut entries = Vec::new();
     if !network.city.is_empty() {
-        entries.push(("city".to_owned(), Value::map([("names", names(network.city))])));
+        entries.push((
+            "city".to_owned(),
+            Value::map([("names", names(network.city))]),
+        ));
     }
     entries.extend(country_entries(network));
     let mut location = vec![
-        ("accuracy_radius".to_owned(), Value::U16(accuracy_radius(network))),
+        (
+            "accuracy_radius".to_owned(),
+            Value::U16(accuracy_radius(network)),
+        ),
         ("latitude".to_owned(), Value::Double(network.latitude)),
         ("longitude".to_owned(), Value::Double(network.longitude)),
     ];
@@ -351,7 +361,11 @@ mod tests {
             assert_eq!(found.prefix().to_string(), expected, "{}", network.network);
             let city: geoip2::City = result.decode().unwrap().unwrap();
             let expected_city = Some(network.city).filter(|city| !city.is_empty());
-            assert_eq!(city.city.names.english, expected_city, "{}", network.network);
+            assert_eq!(
+                city.city.names.english, expected_city,
+                "{}",
+                network.network
+            );
         }
     }
 }

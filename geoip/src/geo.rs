@@ -212,7 +212,11 @@ mod tests {
         let directory = tempfile::tempdir().unwrap();
         let path = directory.path().join("GeoLite2-City.mmdb");
         let error = GeoDb::open(&path).unwrap_err();
-        let GeoError::Open { path: named, source } = &error else {
+        let GeoError::Open {
+            path: named,
+            source,
+        } = &error
+        else {
             panic!("expected an open error, got {error:?}");
         };
         assert_eq!(named, &path.display().to_string());
@@ -308,7 +312,10 @@ mod tests {
         assert!(Arc::ptr_eq(&lookup("85.214.1.1"), &lookup("85.214.200.9")));
         assert!(Arc::ptr_eq(&lookup("85.214.1.1"), &lookup("2a01:238::1")));
         assert!(!Arc::ptr_eq(&lookup("85.214.1.1"), &lookup("81.2.69.1")));
-        assert_eq!(*lookup("85.214.1.1"), db.lookup_uncached("85.214.1.1".parse().unwrap()));
+        assert_eq!(
+            *lookup("85.214.1.1"),
+            db.lookup_uncached("85.214.1.1".parse().unwrap())
+        );
         assert!(db.lookup_uncached("192.0.2.1".parse().unwrap()).is_empty());
         // Misses share the one empty result.
         assert!(Arc::ptr_eq(&lookup("192.0.2.1"), &GeoInfo::empty()));
@@ -317,7 +324,9 @@ mod tests {
     #[test]
     fn an_empty_record_gives_the_empty_location() {
         let mut writer = MmdbWriter::new("GeoIP2-City");
-        writer.insert_cidr("81.2.69.0/24", Value::Map(vec![])).unwrap();
+        writer
+            .insert_cidr("81.2.69.0/24", Value::Map(vec![]))
+            .unwrap();
         writer
             .insert_cidr("89.160.20.0/24", Value::from("not a map"))
             .unwrap();

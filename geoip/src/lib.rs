@@ -290,7 +290,8 @@ mod tests {
             check_empty(&enricher, address);
         }
         // User-Agents still resolve.
-        let client = enricher.client("Mozilla/5.0 (X11; Linux x86_64; rv:125.0) Gecko/20100101 Firefox/125.0");
+        let client = enricher
+            .client("Mozilla/5.0 (X11; Linux x86_64; rv:125.0) Gecko/20100101 Firefox/125.0");
         assert_eq!(&*client.browser, "Firefox");
     }
 
@@ -310,7 +311,11 @@ mod tests {
             ("2a02:ff0::1", country("PL", "Poland")),
             ("177.32.0.1", country("BR", "Brazil")),
         ] {
-            assert_eq!(*enricher.geo(address.parse().unwrap()), expected, "{address}");
+            assert_eq!(
+                *enricher.geo(address.parse().unwrap()),
+                expected,
+                "{address}"
+            );
         }
         check_empty(&enricher, "8.8.8.8");
     }

@@ -317,8 +317,10 @@ impl MmdbWriter {
 
     /// Sets the description for one language (replacing an earlier one for that language).
     pub fn description(mut self, language: &str, text: &str) -> Self {
-        self.description.retain(|(existing, _)| existing != language);
-        self.description.push((language.to_owned(), text.to_owned()));
+        self.description
+            .retain(|(existing, _)| existing != language);
+        self.description
+            .push((language.to_owned(), text.to_owned()));
         self
     }
 
@@ -354,8 +356,8 @@ impl MmdbWriter {
     ) -> Result<(), MmdbError> {
         let (bits, depth) = tree_position(network, prefix_len)?;
         check_value(&value)?;
-        let record = u32::try_from(self.records.len())
-            .expect("a writer holds far fewer than 2^32 values");
+        let record =
+            u32::try_from(self.records.len()).expect("a writer holds far fewer than 2^32 values");
         self.records.push(value);
         let data = Record::Data {
             record,
@@ -399,9 +401,9 @@ impl MmdbWriter {
                     Record::Empty => node_count,
                     Record::Node(child) => u64::from(child),
                     Record::Data { record, .. } => {
-                        let offset = *record_offsets.entry(record).or_insert_with(|| {
-                            data.record(&self.records[record as usize]) as u64
-                        });
+                        let offset = *record_offsets
+                            .entry(record)
+                            .or_insert_with(|| data.record(&self.records[record as usize]) as u64);
                         node_count + DATA_SECTION_SEPARATOR.len() as u64 + offset
                     }
                 };
@@ -525,9 +527,7 @@ fn tree_position(network: IpAddr, prefix_len: u8) -> Result<(u128, u8), MmdbErro
             match v6.to_ipv4_mapped() {
                 // The mapped range is an alias of the IPv4 subtree; writing through it would be
                 // the same as writing the IPv4 network, so do exactly that.
-                Some(v4) if prefix_len >= IPV4_DEPTH => {
-                    (u128::from(v4.to_bits()), prefix_len)
-                }
+                Some(v4) if prefix_len >= IPV4_DEPTH => (u128::from(v4.to_bits()), prefix_len),
                 _ => (v6.to_bits(), prefix_len),
             }
         }
@@ -811,7 +811,9 @@ mod tests {
 
     fn open(bytes: Vec<u8>) -> Reader<Vec<u8>> {
         let reader = Reader::from_source(bytes).expect("the reader accepts the file");
-        reader.verify().expect("the file passes the reader's verifier");
+        reader
+            .verify()
+            .expect("the file passes the reader's verifier");
         reader
     }
 
@@ -865,7 +867,14 @@ mod tests {
         writer.insert_cidr("1.2.3.0/24", text("a")).unwrap();
         writer.insert_cidr("2a02:ff0::/32", text("b")).unwrap();
         let reader = open(writer.to_bytes());
-        for address in ["1.2.4.0", "1.2.2.255", "8.8.8.8", "2a02:ff1::1", "::1", "ffff::"] {
+        for address in [
+            "1.2.4.0",
+            "1.2.2.255",
+            "8.8.8.8",
+            "2a02:ff1::1",
+            "::1",
+            "ffff::",
+        ] {
             let (value, _) = lookup(&reader, address);
             assert_eq!(value, None, "{address}");
         }
@@ -1024,7 +1033,10 @@ mod tests {
     fn identical_records_and_repeated_values_are_written_once() {
         let city = |name: &str| {
             Value::map([
-                ("city", Value::map([("names", Value::map([("en", text(name))]))])),
+                (
+                    "city",
+                    Value::map([("names", Value::map([("en", text(name))]))]),
+                ),
                 (
                     "country",
                     Value::map([
@@ -1040,7 +1052,9 @@ mod tests {
                 .insert(IpAddr::from([89, 160, third, 0]), 24, city("Linköping"))
                 .unwrap();
         }
-        writer.insert_cidr("2001:6b0::/32", city("Stockholm")).unwrap();
+        writer
+            .insert_cidr("2001:6b0::/32", city("Stockholm"))
+            .unwrap();
         let bytes = writer.to_bytes();
         let count = |needle: &[u8]| bytes.windows(needle.len()).filter(|w| *w == needle).count();
         assert_eq!(count("Linköping".as_bytes()), 1);

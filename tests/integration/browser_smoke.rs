@@ -27,9 +27,11 @@ async fn serve() -> (String, mpsc::UnboundedReceiver<String>) {
         .route("/button", get(|| async { Html(BUTTON_PAGE) }))
         .route(
             "/hit",
-            post(|State(tx): State<mpsc::UnboundedSender<String>>, body: String| async move {
-                let _ = tx.send(body);
-            }),
+            post(
+                |State(tx): State<mpsc::UnboundedSender<String>>, body: String| async move {
+                    let _ = tx.send(body);
+                },
+            ),
         )
         .with_state(tx);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -47,31 +49,60 @@ async fn browser_drives_pages_and_isolates_contexts() -> anyhow::Result<()> {
     page.goto(&format!("{base}/button")).await?;
 
     assert_eq!(page.eval::<i64>("1 + 1").await?, 2);
-    assert_eq!(page.eval::<String>("Promise.resolve('awaited')").await?, "awaited");
+    assert_eq!(
+        page.eval::<String>("Promise.resolve('awaited')").await?,
+        "awaited"
+    );
     assert_eq!(page.eval::<Option<i64>>("undefined").await?, None);
 
     page.click("#b").await?;
-    page.wait_for("document.querySelector('#b').textContent === 'clicked'", Duration::from_secs(5)).await?;
-    assert!(page.click("#missing").await.is_err(), "clicking nothing must fail");
+    page.wait_for(
+        "document.querySelector('#b').textContent === 'clicked'",
+        Duration::from_secs(5),
+    )
+    .await?;
+    assert!(
+        page.click("#missing").await.is_err(),
+        "clicking nothing must fail"
+    );
 
     page.type_into("#name", "ada").await?;
-    let title: String = page.wait_for_value("document.title.startsWith('typed') ? document.title : null", Duration::from_secs(5)).await?;
+    let title: String = page
+        .wait_for_value(
+            "document.title.startsWith('typed') ? document.title : null",
+            Duration::from_secs(5),
+        )
+        .await?;
     assert_eq!(title, "typed ada");
 
     // A timed-out wait names the expression and what it last saw.
-    let err = page.wait_for("window.neverSet", Duration::from_millis(200)).await.unwrap_err();
+    let err = page
+        .wait_for("window.neverSet", Duration::from_millis(200))
+        .await
+        .unwrap_err();
     let msg = format!("{err:#}");
-    assert!(msg.contains("window.neverSet") && msg.contains("last value false"), "{msg}");
+    assert!(
+        msg.contains("window.neverSet") && msg.contains("last value false"),
+        "{msg}"
+    );
 
     // Exceptions from eval are errors carrying the JS message.
-    let err = page.eval_unit("(() => { throw new Error('direct boom') })()").await.unwrap_err();
+    let err = page
+        .eval_unit("(() => { throw new Error('direct boom') })()")
+        .await
+        .unwrap_err();
     assert!(format!("{err:#}").contains("direct boom"), "{err:#}");
 
     // Cookies are per context: A's page and a second page in A see it, B's page does not.
     page.eval_unit("document.cookie = 'who=a; path=/'").await?;
     let same_ctx = ctx_a.new_page().await?;
     same_ctx.goto(&format!("{base}/button")).await?;
-    assert!(same_ctx.eval::<String>("document.cookie").await?.contains("who=a"));
+    assert!(
+        same_ctx
+            .eval::<String>("document.cookie")
+            .await?
+            .contains("who=a")
+    );
     let other_ctx = ctx_b.new_page().await?;
     other_ctx.goto(&format!("{base}/button")).await?;
     assert_eq!(other_ctx.eval::<String>("document.cookie").await?, "");
@@ -79,19 +110,35 @@ async fn browser_drives_pages_and_isolates_contexts() -> anyhow::Result<()> {
     // alert() is dismissed and recorded, not left blocking the page.
     page.eval_unit("alert(1)").await?;
     assert_eq!(page.dialogs(), vec!["alert: 1".to_owned()]);
-    assert_eq!(page.eval::<i64>("2 + 2").await?, 4, "page still responsive after alert");
+    assert_eq!(
+        page.eval::<i64>("2 + 2").await?,
+        4,
+        "page still responsive after alert"
+    );
 
     // Uncaught exceptions and console output are recorded per page.
     assert!(page.exceptions().is_empty(), "{:?}", page.exceptions());
-    page.eval_unit("console.log('hello', 42); setTimeout(() => { throw new Error('async boom') }, 0)").await?;
+    page.eval_unit(
+        "console.log('hello', 42); setTimeout(() => { throw new Error('async boom') }, 0)",
+    )
+    .await?;
     let wait = tokio::time::timeout(Duration::from_secs(5), async {
         while page.exceptions().is_empty() {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     });
     wait.await?;
-    assert!(page.exceptions()[0].contains("async boom"), "{:?}", page.exceptions());
-    assert!(page.console_messages().contains(&"log: hello 42".to_owned()), "{:?}", page.console_messages());
+    assert!(
+        page.exceptions()[0].contains("async boom"),
+        "{:?}",
+        page.exceptions()
+    );
+    assert!(
+        page.console_messages()
+            .contains(&"log: hello 42".to_owned()),
+        "{:?}",
+        page.console_messages()
+    );
     assert!(other_ctx.exceptions().is_empty() && other_ctx.dialogs().is_empty());
 
     let png = page.screenshot_png().await?;
@@ -109,7 +156,11 @@ async fn closing_a_page_runs_pagehide_and_sends_the_beacon() -> anyhow::Result<(
 
     page.close().await?;
     let hit = tokio::time::timeout(Duration::from_secs(5), hits.recv()).await;
-    assert_eq!(hit.ok().flatten().as_deref(), Some("bye"), "closing the tab must send the pagehide beacon");
+    assert_eq!(
+        hit.ok().flatten().as_deref(),
+        Some("bye"),
+        "closing the tab must send the pagehide beacon"
+    );
     Ok(())
 }
 
@@ -118,6 +169,10 @@ async fn default_context_page_works() -> anyhow::Result<()> {
     let browser = Browser::launch().await?;
     let page = browser.new_page().await?;
     page.goto("data:text/html,<p id=x>hi</p>").await?;
-    assert_eq!(page.eval::<String>("document.getElementById('x').textContent").await?, "hi");
+    assert_eq!(
+        page.eval::<String>("document.getElementById('x').textContent")
+            .await?,
+        "hi"
+    );
     Ok(())
 }

@@ -1,1 +1,7 @@
+//! Porchlight's integration tests: one binary, real servers on loopback, a real Chromium.
+
+mod auth;
+mod beacons;
 mod browser_smoke;
+mod live;
+mod console_browser;

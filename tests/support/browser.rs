@@ -81,7 +81,12 @@ struct ConnState {
 
 impl Conn {
     /// Sends `method` (to the page `session`, or the browser if `None`) and waits for its answer.
-    async fn call(&self, method: &str, params: Value, session: Option<&str>) -> anyhow::Result<Value> {
+    async fn call(
+        &self,
+        method: &str,
+        params: Value,
+        session: Option<&str>,
+    ) -> anyhow::Result<Value> {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = oneshot::channel();
         {
@@ -111,22 +116,37 @@ impl Conn {
         let mut st = self.state.lock().unwrap();
         st.closed.get_or_insert_with(|| why.to_owned());
         for (_, (method, tx)) in st.pending.drain() {
-            let _ = tx.send(Err(anyhow!("CDP {method}: browser connection closed ({why})")));
+            let _ = tx.send(Err(anyhow!(
+                "CDP {method}: browser connection closed ({why})"
+            )));
         }
     }
 
     fn log(&self, session: &str) -> Arc<Mutex<PageLog>> {
-        self.logs.lock().unwrap().entry(session.to_owned()).or_default().clone()
+        self.logs
+            .lock()
+            .unwrap()
+            .entry(session.to_owned())
+            .or_default()
+            .clone()
     }
 
     /// Handles one incoming frame: an answer to a call, or an event.
     fn dispatch(&self, text: &str) {
-        let Ok(mut msg) = serde_json::from_str::<Value>(text) else { return };
+        let Ok(mut msg) = serde_json::from_str::<Value>(text) else {
+            return;
+        };
         if let Some(id) = msg.get("id").and_then(Value::as_u64) {
             // Unknown ids are fire-and-forget commands (dialog handling) or timed-out calls.
-            let Some((method, tx)) = self.state.lock().unwrap().pending.remove(&id) else { return };
+            let Some((method, tx)) = self.state.lock().unwrap().pending.remove(&id) else {
+                return;
+            };
             let answer = match msg.get("error") {
-                Some(e) => Err(anyhow!("CDP {method} failed: {} (code {})", e["message"], e["code"])),
+                Some(e) => Err(anyhow!(
+                    "CDP {method} failed: {} (code {})",
+                    e["message"],
+                    e["code"]
+                )),
                 None => Ok(msg["result"].take()),
             };
             let _ = tx.send(answer);
@@ -140,10 +160,10 @@ impl Conn {
         if let Some(session) = &event.session_id {
             self.record(session, &event);
         }
-        if event.method == "Target.detachedFromTarget" {
-            if let Some(s) = event.params["sessionId"].as_str() {
-                self.logs.lock().unwrap().remove(s);
-            }
+        if event.method == "Target.detachedFromTarget"
+            && let Some(s) = event.params["sessionId"].as_str()
+        {
+            self.logs.lock().unwrap().remove(s);
         }
         let _ = self.events.send(event); // no subscribers is fine
     }
@@ -152,8 +172,17 @@ impl Conn {
         let p = &ev.params;
         match ev.method.as_str() {
             "Runtime.consoleAPICalled" => {
-                let args: Vec<String> = p["args"].as_array().into_iter().flatten().map(remote_text).collect();
-                let line = format!("{}: {}", p["type"].as_str().unwrap_or("log"), args.join(" "));
+                let args: Vec<String> = p["args"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .map(remote_text)
+                    .collect();
+                let line = format!(
+                    "{}: {}",
+                    p["type"].as_str().unwrap_or("log"),
+                    args.join(" ")
+                );
                 self.log(session).lock().unwrap().console.push(line);
             }
             "Runtime.exceptionThrown" => {
@@ -196,7 +225,11 @@ fn exception_text(d: &Value) -> String {
     match d["exception"]["description"].as_str() {
         Some(desc) => desc.to_owned(),
         None => match d.get("exception") {
-            Some(e) => format!("{} {}", d["text"].as_str().unwrap_or("Uncaught"), remote_text(e)),
+            Some(e) => format!(
+                "{} {}",
+                d["text"].as_str().unwrap_or("Uncaught"),
+                remote_text(e)
+            ),
             None => d["text"].as_str().unwrap_or("unknown exception").to_owned(),
         },
     }
@@ -216,7 +249,10 @@ fn find_chromium() -> anyhow::Result<PathBuf> {
     if let Some(p) = std::env::var_os("PORCHLIGHT_CHROMIUM") {
         let p = PathBuf::from(p);
         if !p.is_file() {
-            bail!("PORCHLIGHT_CHROMIUM={} does not exist. {NOT_FOUND}", p.display());
+            bail!(
+                "PORCHLIGHT_CHROMIUM={} does not exist. {NOT_FOUND}",
+                p.display()
+            );
         }
         return Ok(p);
     }
@@ -235,28 +271,31 @@ fn find_chromium() -> anyhow::Result<PathBuf> {
     bail!("{NOT_FOUND}")
 }
 
-/// The Chromium process and its profile directory. Dropping it kills the process, waits for it
-/// (so the profile is no longer written to) and then deletes the profile.
+/// The Chromium process and its profile directory. Dropping it kills the browser, waits until
+/// its helper processes are gone too (they keep writing to the profile for a moment), then
+/// deletes the profile.
 struct Process {
     child: Child,
     profile: Option<tempfile::TempDir>,
+    /// Disconnects when the stderr reader ends, i.e. when every Chromium process (all inherit
+    /// stderr) has exited: the one reliable "nothing writes to the profile any more" signal.
+    stderr_closed: std::sync::mpsc::Receiver<()>,
 }
 
 impl Drop for Process {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait(); // SIGKILLed: returns at once, blocking is harmless
+        let _ = self.stderr_closed.recv_timeout(Duration::from_secs(3));
         if let Some(dir) = self.profile.take() {
             let path = dir.path().to_owned();
-            // Helper processes may still be exiting and writing; retry briefly, then give up.
-            if dir.close().is_err() {
-                for _ in 0..10 {
-                    std::thread::sleep(Duration::from_millis(50));
-                    if std::fs::remove_dir_all(&path).is_ok() || !path.exists() {
-                        break;
-                    }
+            for _ in 0..10 {
+                if std::fs::remove_dir_all(&path).is_ok() || !path.exists() {
+                    break;
                 }
+                std::thread::sleep(Duration::from_millis(100));
             }
+            std::mem::forget(dir); // already removed (or given up on): skip TempDir's attempt
         }
     }
 }
@@ -273,19 +312,38 @@ impl Browser {
     /// Starts a fresh headless Chromium (own temporary profile, random debugging port).
     pub async fn launch() -> anyhow::Result<Browser> {
         let exe = find_chromium()?;
-        let profile = tempfile::Builder::new().prefix("porchlight-chromium-").tempdir()?;
+        let profile = tempfile::Builder::new()
+            .prefix("porchlight-chromium-")
+            .tempdir()?;
         let child = Command::new(&exe)
-            .args(["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run"])
-            .args(["--disable-background-networking", "--disable-component-update", "--disable-sync"])
+            .args([
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--no-first-run",
+            ])
+            .args([
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+            ])
             .arg("--remote-debugging-port=0")
             .arg(format!("--user-data-dir={}", profile.path().display()))
             .args(["--disable-quic", "--window-size=1280,900", "about:blank"])
+            // Chromium's own temp files (its singleton socket dir, which a killed browser
+            // leaves behind) then land in the profile dir and are removed with it.
+            .env("TMPDIR", profile.path())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
             .with_context(|| format!("starting {}", exe.display()))?;
-        let mut process = Process { child, profile: Some(profile) };
+        let (closed_tx, stderr_closed) = std::sync::mpsc::channel::<()>();
+        let mut process = Process {
+            child,
+            profile: Some(profile),
+            stderr_closed,
+        };
 
         // A plain thread reads stderr for the whole life of the browser: it hands over the
         // DevTools URL, then keeps draining so Chromium never blocks on a full pipe.
@@ -294,14 +352,15 @@ impl Browser {
         let pipe = process.child.stderr.take().expect("stderr is piped");
         let lines = stderr.clone();
         std::thread::spawn(move || {
+            let _closed_tx = closed_tx; // dropped when stderr hits EOF
             let mut url_tx = Some(url_tx);
             for line in BufReader::new(pipe).lines() {
                 let Ok(line) = line else { break };
                 tracing::debug!(target: "chromium", "{line}");
-                if let Some(url) = line.strip_prefix("DevTools listening on ") {
-                    if let Some(tx) = url_tx.take() {
-                        let _ = tx.send(url.trim().to_owned());
-                    }
+                if let Some(url) = line.strip_prefix("DevTools listening on ")
+                    && let Some(tx) = url_tx.take()
+                {
+                    let _ = tx.send(url.trim().to_owned());
                 }
                 let mut lines = lines.lock().unwrap();
                 if lines.len() < 500 {
@@ -313,10 +372,19 @@ impl Browser {
         let ws_url = match tokio::time::timeout(LAUNCH_TIMEOUT, url_rx).await {
             Ok(Ok(url)) => url,
             Ok(Err(_)) => {
-                let status = process.child.wait().ok();
-                bail!("Chromium exited ({status:?}) before printing its DevTools URL; stderr:\n{}", collected())
+                let status = process
+                    .child
+                    .wait()
+                    .map_or_else(|e| e.to_string(), |s| s.to_string());
+                bail!(
+                    "Chromium exited ({status}) before printing its DevTools URL; stderr:\n{}",
+                    collected()
+                )
             }
-            Err(_) => bail!("Chromium printed no DevTools URL within {LAUNCH_TIMEOUT:?}; stderr:\n{}", collected()),
+            Err(_) => bail!(
+                "Chromium printed no DevTools URL within {LAUNCH_TIMEOUT:?}; stderr:\n{}",
+                collected()
+            ),
         };
         let (ws, _) = tokio_tungstenite::connect_async(ws_url.as_str())
             .await
@@ -350,7 +418,12 @@ impl Browser {
             };
             task_conn.shut(&why);
         });
-        Ok(Browser { conn, io, stderr, _process: process })
+        Ok(Browser {
+            conn,
+            io,
+            stderr,
+            _process: process,
+        })
     }
 
     /// Sends a raw browser-level CDP command (escape hatch for things not wrapped here).
@@ -371,9 +444,20 @@ impl Browser {
     /// A new isolated browser context: own cookies, storage and cache, like an incognito
     /// window. Use one per simulated visitor.
     pub async fn new_context(&self) -> anyhow::Result<Context> {
-        let r = self.cdp("Target.createBrowserContext", json!({ "disposeOnDetach": true })).await?;
-        let id = r["browserContextId"].as_str().context("no browserContextId")?.to_owned();
-        Ok(Context { conn: self.conn.clone(), id })
+        let r = self
+            .cdp(
+                "Target.createBrowserContext",
+                json!({ "disposeOnDetach": true }),
+            )
+            .await?;
+        let id = r["browserContextId"]
+            .as_str()
+            .context("no browserContextId")?
+            .to_owned();
+        Ok(Context {
+            conn: self.conn.clone(),
+            id,
+        })
     }
 
     /// A new tab in the default (shared) browser context.
@@ -405,7 +489,10 @@ impl Context {
     /// Closes every page of the context and forgets its cookies/storage.
     pub async fn close(self) -> anyhow::Result<()> {
         let params = json!({ "browserContextId": self.id });
-        self.conn.call("Target.disposeBrowserContext", params, None).await.map(drop)
+        self.conn
+            .call("Target.disposeBrowserContext", params, None)
+            .await
+            .map(drop)
     }
 }
 
@@ -419,7 +506,10 @@ pub struct Page {
 
 impl Page {
     async fn open(conn: Arc<Conn>, context: Option<&str>) -> anyhow::Result<Page> {
-        let mut params = json!({ "url": "about:blank" });
+        // `newWindow`: tabs sharing a window are hidden behind the front one, and hidden pages
+        // get throttled timers and may never answer `Page.captureScreenshot`. One window per
+        // page keeps every page visible and focused, like the only tab a visitor looks at.
+        let mut params = json!({ "url": "about:blank", "newWindow": true });
         if let Some(ctx) = context {
             params["browserContextId"] = json!(ctx);
         }
@@ -429,11 +519,17 @@ impl Page {
         let r = conn.call("Target.attachToTarget", params, None).await?;
         let session = r["sessionId"].as_str().context("no sessionId")?.to_owned();
         let log = conn.log(&session);
-        let page = Page { conn, target_id, session, log };
+        let page = Page {
+            conn,
+            target_id,
+            session,
+            log,
+        };
         page.cdp("Page.enable", json!({})).await?;
         page.cdp("Runtime.enable", json!({})).await?;
         // Lifecycle events carry the loaderId, which lets `goto` wait for *its* document's load.
-        page.cdp("Page.setLifecycleEventsEnabled", json!({ "enabled": true })).await?;
+        page.cdp("Page.setLifecycleEventsEnabled", json!({ "enabled": true }))
+            .await?;
         Ok(page)
     }
 
@@ -450,7 +546,9 @@ impl Page {
             bail!("navigation to {url} failed: {err}");
         }
         // No loaderId: a same-document (fragment) navigation, which has no load event.
-        let Some(loader) = r["loaderId"].as_str() else { return Ok(()) };
+        let Some(loader) = r["loaderId"].as_str() else {
+            return Ok(());
+        };
         let deadline = Instant::now() + NAV_TIMEOUT;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
@@ -466,9 +564,13 @@ impl Page {
                 }
                 // Missed events (huge burst): fall back to polling the document itself.
                 Ok(Err(broadcast::error::RecvError::Lagged(_))) => {
-                    return self.wait_for("document.readyState === 'complete'", left).await;
+                    return self
+                        .wait_for("document.readyState === 'complete'", left)
+                        .await;
                 }
-                Ok(Err(broadcast::error::RecvError::Closed)) => bail!("browser gone while loading {url}"),
+                Ok(Err(broadcast::error::RecvError::Closed)) => {
+                    bail!("browser gone while loading {url}")
+                }
                 Err(_) => bail!("{url} did not fire `load` within {NAV_TIMEOUT:?}"),
             }
         }
@@ -484,9 +586,15 @@ impl Page {
             bail!("JS `{}` threw: {}", short(expression), exception_text(d));
         }
         if let Some(u) = r["result"].get("unserializableValue") {
-            bail!("JS `{}` returned {u}, which JSON cannot carry", short(expression));
+            bail!(
+                "JS `{}` returned {u}, which JSON cannot carry",
+                short(expression)
+            );
         }
-        let value = r["result"].get_mut("value").map(Value::take).unwrap_or(Value::Null);
+        let value = r["result"]
+            .get_mut("value")
+            .map(Value::take)
+            .unwrap_or(Value::Null);
         serde_json::from_value(value.clone())
             .with_context(|| format!("JS `{}` returned unexpected {value}", short(expression)))
     }
@@ -496,25 +604,38 @@ impl Page {
         self.eval::<Value>(expression).await.map(drop)
     }
 
-    /// Polls `predicate` (a JS expression) every 50 ms until it is truthy. Exceptions count as
-    /// "not yet" (the element may not exist yet); the timeout error shows the last outcome.
+    /// Polls `predicate` (a JS expression; a promise is awaited) every 50 ms until it is
+    /// truthy. Exceptions count as "not yet" (the element may not exist yet); the timeout error
+    /// names the predicate and its last value or error.
     pub async fn wait_for(&self, predicate: &str, timeout: Duration) -> anyhow::Result<()> {
-        let expr = format!("!!({predicate})");
-        self.poll(&expr, timeout, |v| v == &Value::Bool(true)).await
+        let expr = format!("(async () => !!(await ({predicate})))()");
+        self.poll(&expr, timeout, |v| v == &Value::Bool(true))
+            .await
             .with_context(|| format!("waiting for `{}`", short(predicate)))
             .map(drop)
     }
 
     /// Polls `expression` every 50 ms until it returns something other than `null`/`undefined`,
     /// and deserializes that.
-    pub async fn wait_for_value<T: DeserializeOwned>(&self, expression: &str, timeout: Duration) -> anyhow::Result<T> {
-        let v = self.poll(expression, timeout, |v| !v.is_null()).await
+    pub async fn wait_for_value<T: DeserializeOwned>(
+        &self,
+        expression: &str,
+        timeout: Duration,
+    ) -> anyhow::Result<T> {
+        let v = self
+            .poll(expression, timeout, |v| !v.is_null())
+            .await
             .with_context(|| format!("waiting for a value from `{}`", short(expression)))?;
         serde_json::from_value(v.clone())
             .with_context(|| format!("JS `{}` returned unexpected {v}", short(expression)))
     }
 
-    async fn poll(&self, expr: &str, timeout: Duration, done: impl Fn(&Value) -> bool) -> anyhow::Result<Value> {
+    async fn poll(
+        &self,
+        expr: &str,
+        timeout: Duration,
+        done: impl Fn(&Value) -> bool,
+    ) -> anyhow::Result<Value> {
         let deadline = Instant::now() + timeout;
         loop {
             let last = match self.eval::<Value>(expr).await {
@@ -533,7 +654,9 @@ impl Page {
     /// and links). Errors if nothing matches.
     pub async fn click(&self, selector: &str) -> anyhow::Result<()> {
         let sel = serde_json::to_string(selector)?;
-        let js = format!("(() => {{ const el = document.querySelector({sel}); if (!el) return false; el.click(); return true; }})()");
+        let js = format!(
+            "(() => {{ const el = document.querySelector({sel}); if (!el) return false; el.click(); return true; }})()"
+        );
         if !self.eval::<bool>(&js).await? {
             bail!("click: no element matches {selector:?}");
         }
@@ -543,7 +666,10 @@ impl Page {
     /// Sets the value of the input matching `selector` and fires `input` and `change`, the way
     /// typing would as far as page scripts can tell.
     pub async fn type_into(&self, selector: &str, text: &str) -> anyhow::Result<()> {
-        let (sel, text) = (serde_json::to_string(selector)?, serde_json::to_string(text)?);
+        let (sel, text) = (
+            serde_json::to_string(selector)?,
+            serde_json::to_string(text)?,
+        );
         let js = format!(
             "(() => {{ const el = document.querySelector({sel}); if (!el) return false; el.focus(); el.value = {text};
                el.dispatchEvent(new Event('input', {{ bubbles: true }}));
@@ -555,33 +681,48 @@ impl Page {
         Ok(())
     }
 
-    /// Closes the tab the way a user closing it would: `pagehide`/`unload` handlers run, so a
-    /// `navigator.sendBeacon` there is sent. Waits until Chromium has detached the session.
+    /// Closes the tab the way a visitor closing it would, and waits until Chromium has
+    /// detached the session (the command itself answers before the unload steps finish).
     ///
-    /// Uses `Target.closeTarget`. Verified by the `browser_smoke` test: it runs the page's
-    /// unload steps (`pagehide` fires and its beacon reaches the server). `Page.close` also
-    /// works, but additionally runs `beforeunload`, which a "user closes the tab" test does not
-    /// need (and which could prompt).
+    /// Uses `Target.closeTarget`: Chromium runs the page's unload steps (`pagehide`, then
+    /// `visibilitychange` to hidden, then `unload`), and a `navigator.sendBeacon` there reaches
+    /// the server (checked by the `browser_smoke` test, Chromium 156). `Page.close` fires the
+    /// same events but runs `beforeunload` first, which a "visitor left" test does not want.
     pub async fn close(self) -> anyhow::Result<()> {
         let mut events = self.conn.events.subscribe();
-        self.conn.call("Target.closeTarget", json!({ "targetId": self.target_id }), None).await?;
+        self.conn
+            .call(
+                "Target.closeTarget",
+                json!({ "targetId": self.target_id }),
+                None,
+            )
+            .await?;
         let wait = async {
             loop {
                 match events.recv().await {
-                    Ok(ev) if ev.method == "Target.detachedFromTarget"
-                        && ev.params["sessionId"] == *self.session => return Ok(()),
+                    Ok(ev)
+                        if ev.method == "Target.detachedFromTarget"
+                            && ev.params["sessionId"] == *self.session =>
+                    {
+                        return Ok(());
+                    }
                     Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {}
-                    Err(broadcast::error::RecvError::Closed) => bail!("browser gone while closing a page"),
+                    Err(broadcast::error::RecvError::Closed) => {
+                        bail!("browser gone while closing a page")
+                    }
                 }
             }
         };
-        tokio::time::timeout(CALL_TIMEOUT, wait).await
+        tokio::time::timeout(CALL_TIMEOUT, wait)
+            .await
             .map_err(|_| anyhow!("page did not close within {CALL_TIMEOUT:?}"))?
     }
 
     /// A PNG of the viewport, for debugging failed tests.
     pub async fn screenshot_png(&self) -> anyhow::Result<Vec<u8>> {
-        let r = self.cdp("Page.captureScreenshot", json!({ "format": "png" })).await?;
+        let r = self
+            .cdp("Page.captureScreenshot", json!({ "format": "png" }))
+            .await?;
         let data = r["data"].as_str().context("no screenshot data")?;
         Ok(base64::engine::general_purpose::STANDARD.decode(data)?)
     }

@@ -4,5 +4,5 @@
 //! - [`browser`]: a minimal Chrome DevTools Protocol client driving a headless Chromium, for
 //!   end-to-end tests of the widget and console as a real visitor's browser runs them.
 
-pub mod browser;
 pub mod app;
+pub mod browser;

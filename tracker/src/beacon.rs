@@ -201,7 +201,10 @@ mod tests {
     use super::*;
 
     fn props(pairs: &[(&str, PropValue)]) -> Vec<(String, PropValue)> {
-        pairs.iter().map(|(key, value)| ((*key).to_owned(), value.clone())).collect()
+        pairs
+            .iter()
+            .map(|(key, value)| ((*key).to_owned(), value.clone()))
+            .collect()
     }
 
     #[test]
@@ -210,13 +213,19 @@ mod tests {
             name: Some("Ann".into()),
             email: Some("ann@example.com".into()),
             phone: None,
-            props: props(&[("plan", PropValue::String("free".into())), ("seats", PropValue::Number(1.0))]),
+            props: props(&[
+                ("plan", PropValue::String("free".into())),
+                ("seats", PropValue::Number(1.0)),
+            ]),
         };
         identity.merge(Identity {
             name: None,
             email: Some("ann@work.example".into()),
             phone: Some("+46 70 123".into()),
-            props: props(&[("plan", PropValue::String("pro".into())), ("trial", PropValue::Bool(false))]),
+            props: props(&[
+                ("plan", PropValue::String("pro".into())),
+                ("trial", PropValue::Bool(false)),
+            ]),
         });
         assert_eq!(
             identity,
@@ -252,7 +261,9 @@ mod tests {
 
     #[test]
     fn bounds_apply_to_untrusted_identities_and_events() {
-        let many: Vec<(String, PropValue)> = (0..80).map(|i| (format!("k{i}"), PropValue::Number(i as f64))).collect();
+        let many: Vec<(String, PropValue)> = (0..80)
+            .map(|i| (format!("k{i}"), PropValue::Number(i as f64)))
+            .collect();
         let identity = Identity {
             name: Some(format!("  {}  ", "n".repeat(300))),
             email: Some("   ".into()),
@@ -268,12 +279,23 @@ mod tests {
             .concat(),
         }
         .bounded();
-        assert_eq!(identity.name.as_deref().map(str::len), Some(MAX_IDENTITY_FIELD_LEN));
+        assert_eq!(
+            identity.name.as_deref().map(str::len),
+            Some(MAX_IDENTITY_FIELD_LEN)
+        );
         assert_eq!(identity.email, None);
         assert_eq!(identity.props.len(), MAX_PROPS);
         assert_eq!(identity.props[0].0.len(), MAX_PROP_KEY_LEN);
-        assert_eq!(identity.props[0].1, PropValue::String("v".repeat(MAX_PROP_VALUE_LEN)));
-        assert!(identity.props.iter().all(|(key, _)| !key.is_empty() && key != "nan"));
+        assert_eq!(
+            identity.props[0].1,
+            PropValue::String("v".repeat(MAX_PROP_VALUE_LEN))
+        );
+        assert!(
+            identity
+                .props
+                .iter()
+                .all(|(key, _)| !key.is_empty() && key != "nan")
+        );
 
         let event = CustomEvent {
             name: "é".repeat(40),
@@ -301,8 +323,17 @@ mod tests {
             },
         };
         let json = serde_json::to_string(&profile).unwrap();
-        assert!(json.contains(r#"["plan","pro"],["seats",3.0],["trial",true]"#), "{json}");
-        assert_eq!(serde_json::from_str::<KnownProfile>(&json).unwrap(), profile);
-        assert_eq!(serde_json::from_str::<KnownProfile>("{}").unwrap(), KnownProfile::default());
+        assert!(
+            json.contains(r#"["plan","pro"],["seats",3.0],["trial",true]"#),
+            "{json}"
+        );
+        assert_eq!(
+            serde_json::from_str::<KnownProfile>(&json).unwrap(),
+            profile
+        );
+        assert_eq!(
+            serde_json::from_str::<KnownProfile>("{}").unwrap(),
+            KnownProfile::default()
+        );
     }
 }

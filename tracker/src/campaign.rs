@@ -52,7 +52,10 @@ impl Campaign {
                 "utm_term" => &mut campaign.term,
                 "utm_content" => &mut campaign.content,
                 other if other.starts_with("utm_") || OTHER_TAGS.contains(&other) => {
-                    let seen = campaign.other.iter().any(|(existing, _)| **existing == *other);
+                    let seen = campaign
+                        .other
+                        .iter()
+                        .any(|(existing, _)| **existing == *other);
                     if !seen && campaign.other.len() < MAX_OTHER_CAMPAIGN_TAGS {
                         campaign.other.push((other.into(), value.into()));
                     }
@@ -90,7 +93,11 @@ impl Campaign {
 
 /// A cheap pre-check so that most page views skip parsing entirely.
 pub(crate) fn may_have_utm(url: &str) -> bool {
-    url.contains('?') && url.as_bytes().windows(4).any(|window| window.eq_ignore_ascii_case(b"utm_"))
+    url.contains('?')
+        && url
+            .as_bytes()
+            .windows(4)
+            .any(|window| window.eq_ignore_ascii_case(b"utm_"))
 }
 
 /// The query string of a URL: after the first `?`, before the fragment.
@@ -156,8 +163,10 @@ mod tests {
         for (key, value) in &campaign.other {
             actual.push((key.to_string(), value.to_string()));
         }
-        let expected: Vec<(String, String)> =
-            expected.iter().map(|(field, value)| ((*field).to_owned(), (*value).to_owned())).collect();
+        let expected: Vec<(String, String)> = expected
+            .iter()
+            .map(|(field, value)| ((*field).to_owned(), (*value).to_owned()))
+            .collect();
         assert_eq!(actual, expected, "campaign of {url}");
         assert_eq!(campaign.is_empty(), expected.is_empty());
     }
@@ -178,7 +187,12 @@ mod tests {
         );
         check(
             "https://shop.example/p?gclid=abc123&fbclid=fb1&utm_id=42&ref=newsletter#top",
-            &[("gclid", "abc123"), ("fbclid", "fb1"), ("utm_id", "42"), ("ref", "newsletter")],
+            &[
+                ("gclid", "abc123"),
+                ("fbclid", "fb1"),
+                ("utm_id", "42"),
+                ("ref", "newsletter"),
+            ],
         );
         check(
             "https://shop.example/?msclkid=m&dclid=d&ttclid=t&yclid=y&mc_cid=c&mc_eid=e",
@@ -200,10 +214,19 @@ mod tests {
         check("https://shop.example/#?utm_source=nope", &[]);
         check("https://shop.example/?a=1#x?utm_source=nope", &[]);
         // Malformed escapes stay literal; invalid UTF-8 is replaced; UTF-8 escapes decode.
-        check("https://shop.example/?utm_source=100%&utm_term=%zz", &[("source", "100%"), ("term", "%zz")]);
-        check("https://shop.example/?utm_source=%C3%A5%FF", &[("source", "å\u{FFFD}")]);
+        check(
+            "https://shop.example/?utm_source=100%&utm_term=%zz",
+            &[("source", "100%"), ("term", "%zz")],
+        );
+        check(
+            "https://shop.example/?utm_source=%C3%A5%FF",
+            &[("source", "å\u{FFFD}")],
+        );
         // `;` separates pairs too, and a key without `=` is skipped.
-        check("https://shop.example/?utm_source;utm_medium=social", &[("medium", "social")]);
+        check(
+            "https://shop.example/?utm_source;utm_medium=social",
+            &[("medium", "social")],
+        );
     }
 
     #[test]

@@ -80,7 +80,10 @@ mod tests {
             None => assert_eq!(result, Ok(())),
             Some(fragment) => {
                 let message = result.expect_err("config should be rejected").to_string();
-                assert!(message.contains(fragment), "{message:?} should mention {fragment:?}");
+                assert!(
+                    message.contains(fragment),
+                    "{message:?} should mention {fragment:?}"
+                );
             }
         }
     }

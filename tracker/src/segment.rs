@@ -94,13 +94,17 @@ impl Segments {
     }
 
     pub fn iter(self) -> impl Iterator<Item = Segment> {
-        Segment::ALL.into_iter().filter(move |segment| self.contains(*segment))
+        Segment::ALL
+            .into_iter()
+            .filter(move |segment| self.contains(*segment))
     }
 }
 
 impl fmt::Debug for Segments {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_set().entries(self.iter().map(Segment::as_str)).finish()
+        f.debug_set()
+            .entries(self.iter().map(Segment::as_str))
+            .finish()
     }
 }
 
@@ -203,7 +207,10 @@ mod tests {
     fn names_round_trip() {
         for segment in Segment::ALL {
             assert_eq!(segment.as_str().parse::<Segment>(), Ok(segment));
-            assert_eq!(serde_json::to_string(&segment).unwrap(), format!("\"{segment}\""));
+            assert_eq!(
+                serde_json::to_string(&segment).unwrap(),
+                format!("\"{segment}\"")
+            );
         }
         let error = "vip".parse::<Segment>().unwrap_err();
         assert!(error.to_string().contains("\"vip\""));
@@ -214,7 +221,9 @@ mod tests {
         let counters = SegmentCounters::default();
         let active = Segments::BASE.with(Segment::Active, true);
         counters.transition(Segments::default(), active);
-        let flagged = active.with(Segment::Blocked, true).with(Segment::Active, false);
+        let flagged = active
+            .with(Segment::Blocked, true)
+            .with(Segment::Active, false);
         assert!(flagged.contains(Segment::Blocked) && !flagged.contains(Segment::Active));
         counters.transition(active, flagged);
         let mut expected = SegmentCounts::default();
@@ -224,7 +233,10 @@ mod tests {
         assert_eq!(expected.get(Segment::Active), 0);
         counters.transition(flagged, Segments::default());
         assert_eq!(counters.read(), SegmentCounts::default());
-        assert_eq!(serde_json::to_string(&flagged).unwrap(), r#"["all","blocked"]"#);
+        assert_eq!(
+            serde_json::to_string(&flagged).unwrap(),
+            r#"["all","blocked"]"#
+        );
         assert_eq!(format!("{flagged:?}"), r#"{"all", "blocked"}"#);
     }
 }

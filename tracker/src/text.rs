@@ -112,7 +112,10 @@ mod tests {
 
     #[track_caller]
     fn check_contains(haystack: &str, search: &str, expected: bool) {
-        assert_eq!(contains_ignore_case(haystack, &lowercase_needle(search)), expected);
+        assert_eq!(
+            contains_ignore_case(haystack, &lowercase_needle(search)),
+            expected
+        );
     }
 
     #[test]

@@ -36,7 +36,10 @@ class PlVisitorCard extends HTMLElement {
 
   connectedCallback() {
     document.addEventListener('keydown', this.onKey);
-    if (this.body) return;
+    if (!this.body) this.build();
+  }
+
+  build() {
     this.id = 'visitor-card';
     this.hidden = true;
     this.setAttribute('role', 'complementary');
@@ -76,6 +79,7 @@ class PlVisitorCard extends HTMLElement {
   // Show a visitor; `row` (from the live list) renders at once while the
   // full card loads.
   open(siteKey, id, row) {
+    if (!this.body) this.build();
     if (this.visitorId !== id || this.siteKey !== siteKey) {
       this.reset();
       this.siteKey = siteKey;

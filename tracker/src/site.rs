@@ -1,0 +1,123 @@
+//! One site's live visitors: sharded tables, deadline queues, counters and the change feed.
+
+use std::collections::BTreeMap;
+use std::hash::{BuildHasher, RandomState};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use hashbrown::HashTable;
+use parking_lot::{Mutex, RwLock, RwLockWriteGuard};
+
+use crate::segment::SegmentCounters;
+use crate::visitor::Visitor;
+
+/// Shards per site. Beacons of different visitors rarely wait on each other with this many, and
+/// an idle site costs a few kilobytes.
+const SHARDS: usize = 32;
+
+/// A shard: part of a site's visitors, and when each of them is next due for a sweep.
+#[derive(Debug, Default)]
+pub(crate) struct Shard {
+    /// Boxed records keyed by the id inside them: a bucket is one pointer.
+    pub visitors: HashTable<Box<Visitor>>,
+    /// Deadline queue: second (since the epoch) → id hashes of visitors due during it. Each
+    /// visitor has one live entry (the one matching its `due_second`); entries left behind when
+    /// a visitor was rescheduled earlier are recognized as stale and dropped when reached.
+    pub due: BTreeMap<u32, Vec<u64>>,
+}
+
+/// The change feed's pending state.
+#[derive(Debug)]
+pub(crate) struct Feed {
+    /// Whether changes are recorded. Recording stops when nobody drained the feed (or took a
+    /// snapshot) for a retention period, so a site nobody watches does not pile up removals,
+    /// and starts again with the next drain or snapshot.
+    pub recording: bool,
+    pub last_interest_ms: i64,
+    /// Ids of visitors marked dirty, in marking order. A visitor is listed at most once while it
+    /// stays dirty; an id whose visitor is gone by the drain is skipped.
+    pub upserts: Vec<Box<str>>,
+    pub removed: Vec<Arc<str>>,
+}
+
+#[derive(Debug)]
+pub(crate) struct Site {
+    pub key: Arc<str>,
+    hasher: RandomState,
+    shards: Box<[RwLock<Shard>]>,
+    pub counters: SegmentCounters,
+    pub feed: Mutex<Feed>,
+    /// Set whenever `feed` holds something; read without the lock by `has_changes`.
+    pub feed_pending: AtomicBool,
+    /// Set (under every shard lock) when the sweep drops an empty site from the site map; a
+    /// beacon that finds it set looks the site up again instead of inserting here.
+    pub retired: AtomicBool,
+}
+
+impl Site {
+    pub(crate) fn new(key: Arc<str>, now_ms: i64) -> Site {
+        Site {
+            key,
+            hasher: RandomState::new(),
+            shards: (0..SHARDS).map(|_| RwLock::new(Shard::default())).collect(),
+            counters: SegmentCounters::default(),
+            feed: Mutex::new(Feed {
+                recording: true,
+                last_interest_ms: now_ms,
+                upserts: Vec::new(),
+                removed: Vec::new(),
+            }),
+            feed_pending: AtomicBool::new(false),
+            retired: AtomicBool::new(false),
+        }
+    }
+
+    /// The keyed hash of a visitor id; it picks the shard and the bucket.
+    pub(crate) fn hash_id(&self, visitor_id: &str) -> u64 {
+        self.hasher.hash_one(visitor_id)
+    }
+
+    /// The keyed hash of a visit id, stored to recognize the visit.
+    pub(crate) fn hash_visit(&self, visit_id: &str) -> u64 {
+        self.hasher.hash_one(("visit", visit_id))
+    }
+
+    /// The shard of a visitor. hashbrown uses the low bits for the bucket and the top 7 for its
+    /// control bytes, so the shard comes from bits in between; otherwise every key of a shard
+    /// would share low bits and crowd a fraction of its buckets.
+    pub(crate) fn shard(&self, hash: u64) -> &RwLock<Shard> {
+        &self.shards[(hash >> 48) as usize % SHARDS]
+    }
+
+    pub(crate) fn shards(&self) -> &[RwLock<Shard>] {
+        &self.shards
+    }
+
+    /// Every shard write-locked, in order (the only place more than one shard is held, so the
+    /// order cannot deadlock against anything).
+    pub(crate) fn lock_all(&self) -> Vec<RwLockWriteGuard<'_, Shard>> {
+        self.shards.iter().map(|shard| shard.write()).collect()
+    }
+
+    /// Queues a visitor for the next drain, unless it already is (call with its shard locked).
+    pub(crate) fn mark_changed(&self, visitor: &mut Visitor) {
+        if visitor.dirty {
+            return;
+        }
+        let mut feed = self.feed.lock();
+        if feed.recording {
+            feed.upserts.push(visitor.id.clone());
+            visitor.dirty = true;
+            self.feed_pending.store(true, Ordering::Release);
+        }
+    }
+
+    /// Queues a visitor's removal (call with its shard locked).
+    pub(crate) fn mark_removed(&self, visitor_id: &str) {
+        let mut feed = self.feed.lock();
+        if feed.recording {
+            feed.removed.push(visitor_id.into());
+            self.feed_pending.store(true, Ordering::Release);
+        }
+    }
+}
