@@ -8,7 +8,8 @@
 //! spread over the geoip fixture networks with the fixture database loaded, ten languages, a
 //! few screen sizes, referrers on half the visits, and an identity on one visitor in twenty.
 //! Visits overlap as on a busy site: visitor v's k-th page view comes 5 000 page views after its
-//! (k-1)-th, so some 50 000 visits are in progress at any moment.
+//! (k-1)-th, so some 50 000 visits are in progress at any moment. The change feed is drained
+//! once a simulated second, as the live pusher would.
 //!
 //! Prints one headline line per N: `bytes_per_visitor B (N visitors)`; details go to stderr.
 
@@ -163,6 +164,11 @@ fn measure(visitors: usize) -> u64 {
     for step in 0..total_steps {
         // Every page view moves time on, so the whole run spans about half the retention period.
         clock.advance(1);
+        // The live pusher drains the site's changes every push interval (100 ms by default);
+        // here once a simulated second, which leaves a larger change set pending.
+        if step % 1_000 == 0 {
+            presence.drain_changes(SITE);
+        }
         for page_index in 0..PAGES_PER_VISITOR {
             let Some(visitor) = step.checked_sub(page_index * STRIDE).filter(|visitor| *visitor < visitors) else {
                 continue;

@@ -47,7 +47,7 @@ use crate::text::{
     MAX_ID_LEN, MAX_LANGUAGE_LEN, MAX_TITLE_LEN, MAX_URL_LEN, contains_ignore_case,
     lowercase_needle, truncate,
 };
-use crate::visitor::{Extras, NOT_DUE, NOT_LEFT, Page, PageStamp, Symbols, Visitor, offset};
+use crate::visitor::{Extras, NOT_DUE, NOT_LEFT, Page, PageStamp, Symbols, Visitor, VisitorId, offset};
 
 /// What changed on a site's panel since the last drain.
 #[derive(Clone, Debug, Default)]
@@ -155,7 +155,7 @@ impl Presence {
             let mut guard = site.shard(hash).write();
             let Shard { visitors, due } = &mut *guard;
             if let Some(visitor) =
-                visitors.find_mut(hash, |visitor| *visitor.id == *beacon.visitor_id)
+                visitors.find_mut(hash, |visitor| visitor.id == *beacon.visitor_id)
                 && visitor.visit == visit
             {
                 let ingest = Ingest {
@@ -213,7 +213,7 @@ impl Presence {
                 now,
             };
             let Shard { visitors, due } = &mut *guard;
-            let persist = match visitors.find_mut(hash, |visitor| *visitor.id == *beacon.visitor_id)
+            let persist = match visitors.find_mut(hash, |visitor| visitor.id == *beacon.visitor_id)
             {
                 Some(visitor) if visitor.visit == visit => {
                     self.apply(&ingest, due, visitor, Visit::Continuing)
@@ -225,7 +225,7 @@ impl Presence {
                 None => {
                     let (visitor, persist) = self.new_visitor(&ingest, visit, profile, geo, client);
                     let visitor = visitors
-                        .insert_unique(hash, Box::new(visitor), |visitor| site.hash_id(&visitor.id))
+                        .insert_unique(hash, Box::new(visitor), |visitor| site.hash_id(visitor.id.as_str()))
                         .into_mut();
                     self.apply(&ingest, due, visitor, Visit::Started { persist })
                 }
@@ -298,7 +298,7 @@ impl Presence {
                 }
                 total_matching += 1;
                 let (last_activity_ms, number, id) =
-                    (visitor.last_activity_ms, visitor.number, &*visitor.id);
+                    (visitor.last_activity_ms, visitor.number, visitor.id.as_str());
                 if let Some(Cursor(cursor)) = &query.cursor
                     && SortKey::order_of(last_activity_ms, number, id, cursor)
                         != std::cmp::Ordering::Greater
@@ -389,12 +389,11 @@ impl Presence {
             )
         };
         let mut upserted = Vec::with_capacity(upserts.len());
-        for id in upserts {
-            let hash = site.hash_id(&id);
+        for hash in upserts {
             let mut shard = site.shard(hash).write();
-            if let Some(visitor) = shard.visitors.find_mut(hash, |visitor| visitor.id == id)
-                && visitor.dirty
-            {
+            let dirty_with_hash =
+                |visitor: &Box<Visitor>| visitor.dirty && site.hash_id(visitor.id.as_str()) == hash;
+            if let Some(visitor) = shard.visitors.find_mut(hash, dirty_with_hash) {
                 visitor.dirty = false;
                 upserted.push(self.snapshot_of(&site, visitor));
             }
@@ -517,8 +516,11 @@ impl Presence {
         let mut persist = visit == Visit::Started { persist: true };
         match &ingest.beacon.kind {
             BeaconKind::Leave => {
+                // A leave signal does not end "active": pagehide also fires on every ordinary
+                // navigation, and the next page's beacon follows it. The visitor stays active
+                // until the active window passes without activity, as the rule says; the
+                // panel shows that the tab was closed.
                 visitor.left_after_ms = offset(visitor.last_activity_ms, now).min(NOT_LEFT - 1);
-                visitor.segments = visitor.segments.with(Segment::Active, false);
                 changed = true;
             }
             kind => {
@@ -670,7 +672,7 @@ impl Presence {
     fn new_visitor(
         &self,
         ingest: &Ingest<'_>,
-        visit: u64,
+        visit: u32,
         profile: &KnownProfile,
         geo: Arc<GeoInfo>,
         client: Arc<ClientInfo>,
@@ -682,7 +684,7 @@ impl Presence {
         let identity = profile.identity.clone().bounded();
         let first_seen_known = profile.first_seen_ms > 0;
         let visitor = Visitor {
-            id: beacon.visitor_id.into(),
+            id: VisitorId::new(beacon.visitor_id),
             ip: stored_ip(beacon.ip),
             geo,
             client,
@@ -730,7 +732,7 @@ impl Presence {
         &self,
         ingest: &Ingest<'_>,
         visitor: &mut Visitor,
-        visit: u64,
+        visit: u32,
         profile: &KnownProfile,
         geo: Arc<GeoInfo>,
         client: Arc<ClientInfo>,
@@ -797,7 +799,7 @@ impl Presence {
         let mut shard = site.shard(hash).write();
         let Some(visitor) = shard
             .visitors
-            .find_mut(hash, |visitor| *visitor.id == *visitor_id)
+            .find_mut(hash, |visitor| visitor.id == *visitor_id)
         else {
             return false;
         };
@@ -816,7 +818,7 @@ impl Presence {
         let shard = site.shard(hash).read();
         let visitor = shard
             .visitors
-            .find(hash, |visitor| *visitor.id == *visitor_id)?;
+            .find(hash, |visitor| visitor.id == *visitor_id)?;
         Some(self.snapshot_of(site, visitor))
     }
 
@@ -853,7 +855,7 @@ impl Presence {
         let extras = visitor.extras.as_deref();
         VisitorSnapshot {
             site: Arc::clone(&site.key),
-            id: Arc::from(&*visitor.id),
+            id: Arc::from(visitor.id.as_str()),
             number: visitor.number,
             ip: visitor.ip(),
             geo: Arc::clone(&visitor.geo),
@@ -905,7 +907,7 @@ impl Presence {
                 // The visitor whose live entry this is; an entry left behind by an earlier
                 // reschedule matches nobody and is dropped.
                 let Ok(mut entry) = visitors.find_entry(hash, |visitor| {
-                    visitor.due_second == second && site.hash_id(&visitor.id) == hash
+                    visitor.due_second == second && site.hash_id(visitor.id.as_str()) == hash
                 }) else {
                     continue;
                 };
@@ -916,7 +918,7 @@ impl Presence {
                     visitor.release_all(&self.symbols);
                     site.counters
                         .transition(visitor.segments, Segments::default());
-                    site.mark_removed(&visitor.id);
+                    site.mark_removed(visitor.id.as_str());
                     removed += 1;
                     continue;
                 }

@@ -11,7 +11,8 @@ use serde::{Deserialize, Serialize};
 #[serde(rename_all = "snake_case")]
 pub enum Segment {
     All,
-    /// Activity within the active window, and the visitor has not left.
+    /// Activity within the active window (a Leave does not end it: `pagehide` also fires on
+    /// ordinary navigation).
     Active,
     /// In a chat with an agent.
     OnChat,

@@ -34,9 +34,10 @@ pub(crate) struct Feed {
     /// and starts again with the next drain or snapshot.
     pub recording: bool,
     pub last_interest_ms: i64,
-    /// Ids of visitors marked dirty, in marking order. A visitor is listed at most once while it
-    /// stays dirty; an id whose visitor is gone by the drain is skipped.
-    pub upserts: Vec<Box<str>>,
+    /// Id hashes of visitors marked dirty, in marking order: a hash rather than the id, so that
+    /// marking a change never allocates. A visitor is listed at most once while it stays dirty;
+    /// the drain takes the dirty visitor with the hash, and skips a hash whose visitor is gone.
+    pub upserts: Vec<u64>,
     pub removed: Vec<Arc<str>>,
 }
 
@@ -78,8 +79,8 @@ impl Site {
     }
 
     /// The keyed hash of a visit id, stored to recognize the visit.
-    pub(crate) fn hash_visit(&self, visit_id: &str) -> u64 {
-        self.hasher.hash_one(("visit", visit_id))
+    pub(crate) fn hash_visit(&self, visit_id: &str) -> u32 {
+        self.hasher.hash_one(("visit", visit_id)) as u32
     }
 
     /// The shard of a visitor. hashbrown uses the low bits for the bucket and the top 7 for its
@@ -104,9 +105,10 @@ impl Site {
         if visitor.dirty {
             return;
         }
+        let hash = self.hash_id(visitor.id.as_str());
         let mut feed = self.feed.lock();
         if feed.recording {
-            feed.upserts.push(visitor.id.clone());
+            feed.upserts.push(hash);
             visitor.dirty = true;
             self.feed_pending.store(true, Ordering::Release);
         }

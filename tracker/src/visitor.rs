@@ -81,6 +81,108 @@ pub(crate) struct Extras {
     pub events: Vec<EventRecord>,
 }
 
+/// Length of an id stored inline. An enum with 24 values leaves the other 232 values of its
+/// byte free, and the compiler uses them to tell the `Heap` variant apart: `VisitorId` stays
+/// 24 bytes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub(crate) enum InlineLen {
+    L0,
+    L1,
+    L2,
+    L3,
+    L4,
+    L5,
+    L6,
+    L7,
+    L8,
+    L9,
+    L10,
+    L11,
+    L12,
+    L13,
+    L14,
+    L15,
+    L16,
+    L17,
+    L18,
+    L19,
+    L20,
+    L21,
+    L22,
+    L23,
+}
+
+const INLINE_LENS: [InlineLen; 24] = [
+    InlineLen::L0,
+    InlineLen::L1,
+    InlineLen::L2,
+    InlineLen::L3,
+    InlineLen::L4,
+    InlineLen::L5,
+    InlineLen::L6,
+    InlineLen::L7,
+    InlineLen::L8,
+    InlineLen::L9,
+    InlineLen::L10,
+    InlineLen::L11,
+    InlineLen::L12,
+    InlineLen::L13,
+    InlineLen::L14,
+    InlineLen::L15,
+    InlineLen::L16,
+    InlineLen::L17,
+    InlineLen::L18,
+    InlineLen::L19,
+    InlineLen::L20,
+    InlineLen::L21,
+    InlineLen::L22,
+    InlineLen::L23,
+];
+
+/// The widget's visitor id. The widget's ids are 22 characters (16 random bytes in base64url),
+/// so they are kept inside the record, saving an allocation (32 bytes with its header) per
+/// visitor; longer ids, up to [`crate::text::MAX_ID_LEN`], go to the heap.
+#[derive(Clone, PartialEq, Eq)]
+pub(crate) enum VisitorId {
+    Inline { len: InlineLen, bytes: [u8; 23] },
+    Heap(Box<str>),
+}
+
+impl VisitorId {
+    pub(crate) fn new(id: &str) -> VisitorId {
+        match INLINE_LENS.get(id.len()) {
+            Some(&len) => {
+                let mut bytes = [0; 23];
+                bytes[..id.len()].copy_from_slice(id.as_bytes());
+                VisitorId::Inline { len, bytes }
+            }
+            None => VisitorId::Heap(id.into()),
+        }
+    }
+
+    pub(crate) fn as_str(&self) -> &str {
+        match self {
+            VisitorId::Inline { len, bytes } => {
+                std::str::from_utf8(&bytes[..*len as usize]).expect("copied from a str at a char boundary")
+            }
+            VisitorId::Heap(id) => id,
+        }
+    }
+}
+
+impl PartialEq<str> for VisitorId {
+    fn eq(&self, other: &str) -> bool {
+        self.as_str().as_bytes() == other.as_bytes()
+    }
+}
+
+impl std::fmt::Debug for VisitorId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Debug::fmt(self.as_str(), f)
+    }
+}
+
 /// `left_after_ms` of a visitor that has not left.
 pub(crate) const NOT_LEFT: u32 = u32::MAX;
 /// `due_second` of a visitor with no entry in its shard's deadline queue.
@@ -88,7 +190,7 @@ pub(crate) const NOT_DUE: u32 = u32::MAX;
 
 #[derive(Debug)]
 pub(crate) struct Visitor {
-    pub id: Box<str>,
+    pub id: VisitorId,
     /// IPv4 addresses are stored mapped into IPv6, which is 16 bytes where `IpAddr` takes 17.
     pub ip: Ipv6Addr,
     pub geo: Arc<GeoInfo>,
@@ -97,9 +199,10 @@ pub(crate) struct Visitor {
     /// The latest pages, oldest first; never empty. Exact capacity: grown by one per page view
     /// until the history limit, then shifted in place.
     pub history: Box<[PageStamp]>,
-    /// Keyed hash of the widget's visit id. Equal hashes are taken as the same visit; with a
-    /// random 64-bit key a different visit colliding is not a practical concern.
-    pub visit: u64,
+    /// Keyed hash of the widget's visit id, cut to 32 bits. Equal hashes are taken as the same
+    /// visit: a new visit is mistaken for the current one with odds of 1 in 2^32, and then only
+    /// continues the visit in memory.
+    pub visit: u32,
     pub visit_started_ms: i64,
     pub last_activity_ms: i64,
     pub first_seen_ms: i64,
@@ -183,6 +286,18 @@ mod tests {
             std::mem::size_of::<Visitor>()
         );
         assert_eq!(std::mem::size_of::<PageStamp>(), 8);
+    }
+
+    #[test]
+    fn visitor_ids_are_inline_up_to_23_bytes() {
+        assert_eq!(std::mem::size_of::<VisitorId>(), 24);
+        for id in ["", "a", "AbCdEfGhIjKlMnOpQrStUv", "é".repeat(11).as_str(), &"x".repeat(23), &"y".repeat(24), &"z".repeat(128)] {
+            let stored = VisitorId::new(id);
+            assert_eq!(stored.as_str(), id);
+            assert!(stored == *id);
+            assert_eq!(matches!(stored, VisitorId::Inline { .. }), id.len() <= 23, "{id}");
+        }
+        assert!(VisitorId::new("abc") != *"abd");
     }
 
     #[test]

@@ -534,8 +534,9 @@ fn segments_follow_identity_flags_and_leaving() {
             (Page("b", "visit-2"), [2, 2, 1, 2, 0, 1]),
             (Blocked("b", false), [2, 2, 1, 2, 0, 0]),
             (OnChat("a", false), [2, 2, 0, 2, 0, 0]),
-            // Leaving ends Active at once; the next heartbeat is a return.
-            (Leave("a"), [2, 1, 0, 2, 0, 0]),
+            // Leaving does not end Active (pagehide also fires on ordinary navigation); the
+            // window does.
+            (Leave("a"), [2, 2, 0, 2, 0, 0]),
             (Heartbeat("a"), [2, 2, 0, 2, 0, 0]),
         ],
     );
@@ -562,7 +563,7 @@ fn leave_sets_left_and_the_next_beacon_clears_it() {
     let card = h.get("a");
     assert_eq!(card.left_ms, Some(START_MS + 3_000));
     assert_eq!(card.last_activity_ms, START_MS, "a leave is not activity");
-    assert!(!card.segments.contains(Segment::Active));
+    assert!(card.segments.contains(Segment::Active), "a leave does not end the active window");
     // A leave for another visit of the same visitor changes nothing.
     let stale = beacon("a", "visit-0", BeaconKind::Leave, "https://shop.example/");
     assert_eq!(h.send(&stale), Observation::Ignored);
