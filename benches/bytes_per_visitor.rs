@@ -19,7 +19,9 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use geoip::{Enricher, GeoDb, fixture};
-use tracker::{Beacon, BeaconKind, Identity, KnownProfile, ManualClock, Observation, Presence, PresenceConfig};
+use tracker::{
+    Beacon, BeaconKind, Identity, KnownProfile, ManualClock, Observation, Presence, PresenceConfig,
+};
 
 const SIZES: [usize; 2] = [100_000, 1_000_000];
 const PAGES_PER_VISITOR: usize = 10;
@@ -50,8 +52,17 @@ const USER_AGENTS: [&str; 20] = [
     "Mozilla/5.0 (Windows NT 6.1; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/109.0.0.0 Safari/537.36",
 ];
 
-const LANGUAGES: [&str; 10] = ["en-US", "en-GB", "de-DE", "fr-FR", "sv-SE", "es-ES", "pt-BR", "ja-JP", "pl-PL", "nl-NL"];
-const SCREENS: [(u16, u16); 6] = [(1920, 1080), (1536, 864), (1440, 900), (390, 844), (414, 896), (820, 1180)];
+const LANGUAGES: [&str; 10] = [
+    "en-US", "en-GB", "de-DE", "fr-FR", "sv-SE", "es-ES", "pt-BR", "ja-JP", "pl-PL", "nl-NL",
+];
+const SCREENS: [(u16, u16); 6] = [
+    (1920, 1080),
+    (1536, 864),
+    (1440, 900),
+    (390, 844),
+    (414, 896),
+    (820, 1180),
+];
 const REFERRERS: [&str; 8] = [
     "https://www.google.com/",
     "https://www.bing.com/",
@@ -67,7 +78,9 @@ const REFERRERS: [&str; 8] = [
 fn site_pages() -> Vec<(String, String)> {
     let sources = ["google", "facebook", "newsletter", "linkedin", "bing"];
     let mediums = ["cpc", "social", "email", "display"];
-    let sections = ["shoes", "jackets", "hats", "bags", "socks", "shirts", "trousers", "watches"];
+    let sections = [
+        "shoes", "jackets", "hats", "bags", "socks", "shirts", "trousers", "watches",
+    ];
     let mut pages = Vec::with_capacity(200);
     for index in 0..40 {
         let section = sections[index % sections.len()];
@@ -94,7 +107,11 @@ fn site_pages() -> Vec<(String, String)> {
             ),
             2 => (
                 format!("https://shop.example.com/{section}?page={}", index / 8),
-                format!("{} – page {} | Example Shop", capitalized(section), index / 8),
+                format!(
+                    "{} – page {} | Example Shop",
+                    capitalized(section),
+                    index / 8
+                ),
             ),
             _ => (
                 format!("https://shop.example.com/blog/how-to-choose-{section}-{index}"),
@@ -133,7 +150,8 @@ fn widget_id(seed: u64, buffer: &mut [u8; 22]) -> &str {
 }
 
 fn vm_rss_bytes() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").expect("/proc/self/status is readable");
+    let status =
+        std::fs::read_to_string("/proc/self/status").expect("/proc/self/status is readable");
     let line = status
         .lines()
         .find(|line| line.starts_with("VmRSS:"))
@@ -170,7 +188,10 @@ fn measure(visitors: usize) -> u64 {
             presence.drain_changes(SITE);
         }
         for page_index in 0..PAGES_PER_VISITOR {
-            let Some(visitor) = step.checked_sub(page_index * STRIDE).filter(|visitor| *visitor < visitors) else {
+            let Some(visitor) = step
+                .checked_sub(page_index * STRIDE)
+                .filter(|visitor| *visitor < visitors)
+            else {
                 continue;
             };
             let seed = visitor as u64;
@@ -178,7 +199,8 @@ fn measure(visitors: usize) -> u64 {
             let (url, title) = if page_index == 0 {
                 &pages[(roll % pages.len() as u64) as usize]
             } else {
-                &plain_pages[(mix(seed.wrapping_mul(31).wrapping_add(page_index as u64)) % plain_pages.len() as u64) as usize]
+                &plain_pages[(mix(seed.wrapping_mul(31).wrapping_add(page_index as u64))
+                    % plain_pages.len() as u64) as usize]
             };
             let beacon = Beacon {
                 site: SITE,
@@ -187,7 +209,9 @@ fn measure(visitors: usize) -> u64 {
                 kind: BeaconKind::PageView,
                 url,
                 title,
-                referrer: (roll >> 8).is_multiple_of(2).then(|| REFERRERS[((roll >> 16) % 8) as usize]),
+                referrer: (roll >> 8)
+                    .is_multiple_of(2)
+                    .then(|| REFERRERS[((roll >> 16) % 8) as usize]),
                 ip: ips[(roll >> 24) as usize % ips.len()],
                 user_agent: USER_AGENTS[((roll >> 32) % 20) as usize],
                 language: Some(LANGUAGES[((roll >> 40) % 10) as usize]),
@@ -200,7 +224,10 @@ fn measure(visitors: usize) -> u64 {
                 }
                 other => other,
             };
-            assert!(matches!(observation, Observation::Recorded { .. }), "{observation:?}");
+            assert!(
+                matches!(observation, Observation::Recorded { .. }),
+                "{observation:?}"
+            );
             recorded += 1;
             // One visitor in twenty tells the site who they are, on their third page.
             if page_index == 2 && (roll >> 56).is_multiple_of(20) {
@@ -213,7 +240,10 @@ fn measure(visitors: usize) -> u64 {
                     }),
                     ..beacon
                 };
-                assert!(matches!(presence.observe(&identify), Observation::Recorded { .. }));
+                assert!(matches!(
+                    presence.observe(&identify),
+                    Observation::Recorded { .. }
+                ));
             }
         }
     }
@@ -221,7 +251,12 @@ fn measure(visitors: usize) -> u64 {
     let after = vm_rss_bytes();
     let counts = presence.counts(SITE);
     assert_eq!(counts.all as usize, visitors, "every visitor is live");
-    assert_eq!(presence.get(SITE, widget_id(0, &mut visitor_id)).map(|card| card.history.len()), Some(PAGES_PER_VISITOR));
+    assert_eq!(
+        presence
+            .get(SITE, widget_id(0, &mut visitor_id))
+            .map(|card| card.history.len()),
+        Some(PAGES_PER_VISITOR)
+    );
     eprintln!(
         "  {visitors} visitors: VmRSS {:.1} MiB -> {:.1} MiB, {recorded} page views in {:.2} s ({:.0} ns each), {} customers",
         before as f64 / 1048576.0,

@@ -71,7 +71,10 @@ pub async fn login(
     headers: HeaderMap,
     Json(request): Json<LoginRequest>,
 ) -> Result<Response, ApiError> {
-    let (agent, token) = state.accounts.login(&request.email, &request.password).await?;
+    let (agent, token) = state
+        .accounts
+        .login(&request.email, &request.password)
+        .await?;
     let secure = match state.settings.cookie_secure {
         CookieSecure::Always => true,
         CookieSecure::Never => false,
@@ -84,9 +87,10 @@ pub async fn login(
         if secure { "; Secure" } else { "" }
     );
     let mut response = Json(json!({ "agent": AgentOut::from(&agent) })).into_response();
-    response
-        .headers_mut()
-        .insert(header::SET_COOKIE, HeaderValue::from_str(&cookie).map_err(anyhow::Error::new)?);
+    response.headers_mut().insert(
+        header::SET_COOKIE,
+        HeaderValue::from_str(&cookie).map_err(anyhow::Error::new)?,
+    );
     Ok(response)
 }
 
@@ -100,7 +104,10 @@ fn request_is_https(headers: &HeaderMap) -> bool {
 }
 
 /// `POST /api/logout`: ends the session and clears the cookie.
-pub async fn logout(State(state): State<AppState>, request: axum::extract::Request) -> Result<Response, ApiError> {
+pub async fn logout(
+    State(state): State<AppState>,
+    request: axum::extract::Request,
+) -> Result<Response, ApiError> {
     let (parts, _) = request.into_parts();
     if let Some(token) = session_token(&parts) {
         state.accounts.logout(token).await?;
@@ -128,7 +135,10 @@ pub async fn me(State(state): State<AppState>, current: CurrentAgent) -> Json<se
 }
 
 /// `GET /api/sites`
-pub async fn list_sites(State(state): State<AppState>, current: CurrentAgent) -> Json<serde_json::Value> {
+pub async fn list_sites(
+    State(state): State<AppState>,
+    current: CurrentAgent,
+) -> Json<serde_json::Value> {
     let sites: Vec<_> = state
         .sites
         .all()
@@ -157,10 +167,17 @@ pub async fn create_site(
     current.require_admin()?;
     let site = state
         .accounts
-        .create_site(&request.name, &request.allowed_origins, request.key.as_deref())
+        .create_site(
+            &request.name,
+            &request.allowed_origins,
+            request.key.as_deref(),
+        )
         .await?;
     state.sites.reload(&*state.store).await?;
-    Ok((StatusCode::CREATED, Json(json!({ "site": SiteOut::from(&site) }))))
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({ "site": SiteOut::from(&site) })),
+    ))
 }
 
 /// `GET /api/sites/{key}/counts`
@@ -204,18 +221,21 @@ pub async fn list_visitors(
     };
     let cursor = match query.cursor.as_deref() {
         None | Some("") => None,
-        Some(text) => Some(
-            text.parse::<Cursor>()
-                .map_err(|_| ApiError::bad_request(format!("cursor {text:?} is not one this API returned")))?,
-        ),
+        Some(text) => Some(text.parse::<Cursor>().map_err(|_| {
+            ApiError::bad_request(format!("cursor {text:?} is not one this API returned"))
+        })?),
     };
     let limit = query.limit.unwrap_or(50);
     if limit == 0 || limit > MAX_PAGE {
-        return Err(ApiError::bad_request(format!("limit must be between 1 and {MAX_PAGE}")));
+        return Err(ApiError::bad_request(format!(
+            "limit must be between 1 and {MAX_PAGE}"
+        )));
     }
     let search = query.q.filter(|text| !text.trim().is_empty());
     if search.as_ref().is_some_and(|text| text.len() > 256) {
-        return Err(ApiError::bad_request("search text is longer than 256 bytes"));
+        return Err(ApiError::bad_request(
+            "search text is longer than 256 bytes",
+        ));
     }
     let page = state.presence.list(
         &site.key,
@@ -241,18 +261,22 @@ pub async fn get_visitor(
     Path((site_key, visitor_id)): Path<(String, String)>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let site = current.check_site(&state, &site_key)?;
-    let visitor = state
-        .presence
-        .get(&site.key, &visitor_id)
-        .ok_or_else(|| ApiError::NotFound(format!("visitor {visitor_id:?} is not live on this site")))?;
+    let visitor = state.presence.get(&site.key, &visitor_id).ok_or_else(|| {
+        ApiError::NotFound(format!("visitor {visitor_id:?} is not live on this site"))
+    })?;
     Ok(Json(json!({ "visitor": Card::new(&visitor) })))
 }
 
 /// `GET /api/agents` (owner or admin).
-pub async fn list_agents(State(state): State<AppState>, current: CurrentAgent) -> Result<Json<serde_json::Value>, ApiError> {
+pub async fn list_agents(
+    State(state): State<AppState>,
+    current: CurrentAgent,
+) -> Result<Json<serde_json::Value>, ApiError> {
     current.require_admin()?;
     let agents = state.store.list_agents().await?;
-    Ok(Json(json!({ "agents": agents.iter().map(AgentOut::from).collect::<Vec<_>>() })))
+    Ok(Json(
+        json!({ "agents": agents.iter().map(AgentOut::from).collect::<Vec<_>>() }),
+    ))
 }
 
 #[derive(Debug, Deserialize)]
@@ -274,7 +298,9 @@ pub async fn create_agent(
 ) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
     current.require_admin()?;
     if request.role == Role::Owner && current.agent.role != Role::Owner {
-        return Err(ApiError::Forbidden("only an owner may create another owner".into()));
+        return Err(ApiError::Forbidden(
+            "only an owner may create another owner".into(),
+        ));
     }
     for site in &request.sites {
         if state.sites.get(site).is_none() {
@@ -283,12 +309,20 @@ pub async fn create_agent(
     }
     let mut agent = state
         .accounts
-        .create_agent(&request.email, &request.name, request.role, &request.password)
+        .create_agent(
+            &request.email,
+            &request.name,
+            request.role,
+            &request.password,
+        )
         .await?;
     for site in &request.sites {
         agent = state.accounts.grant_site(agent.id, site).await?;
     }
-    Ok((StatusCode::CREATED, Json(json!({ "agent": AgentOut::from(&agent) }))))
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({ "agent": AgentOut::from(&agent) })),
+    ))
 }
 
 #[derive(Debug, Deserialize)]
@@ -303,7 +337,10 @@ pub async fn create_token(
     current: CurrentAgent,
     Json(request): Json<CreateToken>,
 ) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
-    let (record, secret) = state.accounts.create_api_token(current.agent.id, &request.name).await?;
+    let (record, secret) = state
+        .accounts
+        .create_api_token(current.agent.id, &request.name)
+        .await?;
     Ok((
         StatusCode::CREATED,
         Json(json!({ "id": record.id, "name": record.name, "token": secret })),
@@ -311,7 +348,10 @@ pub async fn create_token(
 }
 
 /// `GET /api/tokens`: the caller's tokens (all tokens for an owner).
-pub async fn list_tokens(State(state): State<AppState>, current: CurrentAgent) -> Result<Json<serde_json::Value>, ApiError> {
+pub async fn list_tokens(
+    State(state): State<AppState>,
+    current: CurrentAgent,
+) -> Result<Json<serde_json::Value>, ApiError> {
     let tokens = state.store.list_api_tokens().await?;
     let visible: Vec<_> = tokens
         .iter()
@@ -333,7 +373,9 @@ pub async fn revoke_token(
         .find(|token| token.id == id)
         .ok_or_else(|| ApiError::NotFound(format!("no API token {id}")))?;
     if current.agent.role != Role::Owner && token.agent_id != current.agent.id {
-        return Err(ApiError::Forbidden("that token belongs to another agent".into()));
+        return Err(ApiError::Forbidden(
+            "that token belongs to another agent".into(),
+        ));
     }
     state.store.delete_api_token(id).await?;
     Ok(StatusCode::NO_CONTENT)
@@ -343,9 +385,13 @@ pub async fn revoke_token(
 pub async fn healthz(State(state): State<AppState>) -> Result<Json<serde_json::Value>, ApiError> {
     let store = tokio::time::timeout(Duration::from_secs(2), state.store.list_sites()).await;
     match store {
-        Ok(Ok(_)) => Ok(Json(json!({ "status": "ok", "live_visitors": state.presence.len() }))),
+        Ok(Ok(_)) => Ok(Json(
+            json!({ "status": "ok", "live_visitors": state.presence.len() }),
+        )),
         Ok(Err(error)) => Err(ApiError::Unavailable(format!("store unavailable: {error}"))),
-        Err(_) => Err(ApiError::Unavailable("store did not answer within 2s".into())),
+        Err(_) => Err(ApiError::Unavailable(
+            "store did not answer within 2s".into(),
+        )),
     }
 }
 
@@ -360,7 +406,10 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
         .profile_writes_dropped
         .set(state.ingest.dropped_writes() as i64);
     (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
         state.metrics.render(&state.presence),
     )
         .into_response()

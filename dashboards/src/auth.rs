@@ -23,14 +23,20 @@ pub struct CurrentAgent {
 
 impl CurrentAgent {
     /// Fails with 403 unless the agent may see the site, and 404 if there is no such site.
-    pub fn check_site(&self, state: &AppState, site_key: &str) -> Result<std::sync::Arc<engage::Site>, ApiError> {
+    pub fn check_site(
+        &self,
+        state: &AppState,
+        site_key: &str,
+    ) -> Result<std::sync::Arc<engage::Site>, ApiError> {
         let site = state.sites.get(site_key);
         match site {
             Some(site) if self.agent.can_access(&site.key) => Ok(site),
             // The same answer for "no such site" and "not yours" would hide which sites exist,
             // but an agent who can list their own sites gains nothing from that; a precise
             // status helps API users more.
-            Some(_) => Err(ApiError::Forbidden(format!("you have no access to site {site_key:?}"))),
+            Some(_) => Err(ApiError::Forbidden(format!(
+                "you have no access to site {site_key:?}"
+            ))),
             None => Err(ApiError::NotFound(format!("no site with key {site_key:?}"))),
         }
     }
@@ -39,7 +45,9 @@ impl CurrentAgent {
         if matches!(self.agent.role, engage::Role::Owner | engage::Role::Admin) {
             Ok(())
         } else {
-            Err(ApiError::Forbidden("only an owner or admin may do this".into()))
+            Err(ApiError::Forbidden(
+                "only an owner or admin may do this".into(),
+            ))
         }
     }
 }
@@ -73,13 +81,19 @@ impl FromRequestParts<AppState> for CurrentAgent {
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
         if let Some(token) = bearer_token(parts) {
             return match state.accounts.agent_for_api_token(token).await? {
-                Some(agent) => Ok(CurrentAgent { agent, via_cookie: false }),
+                Some(agent) => Ok(CurrentAgent {
+                    agent,
+                    via_cookie: false,
+                }),
                 None => Err(ApiError::Unauthorized),
             };
         }
         if let Some(token) = session_token(parts) {
             return match state.accounts.agent_for_session(token).await? {
-                Some(agent) => Ok(CurrentAgent { agent, via_cookie: true }),
+                Some(agent) => Ok(CurrentAgent {
+                    agent,
+                    via_cookie: true,
+                }),
                 None => Err(ApiError::Unauthorized),
             };
         }

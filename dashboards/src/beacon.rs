@@ -128,7 +128,10 @@ pub async fn post_beacon(
                     _ => None,
                 },
             });
-            with_cors(Json(body).into_response(), allow_origin.then_some(origin).flatten())
+            with_cors(
+                Json(body).into_response(),
+                allow_origin.then_some(origin).flatten(),
+            )
         }
         Err((outcome, error)) => {
             state.metrics.beacon(outcome);
@@ -146,7 +149,11 @@ fn invalid(message: impl Into<String>) -> Rejection {
     (BeaconOutcome::Invalid, ApiError::BadRequest(message.into()))
 }
 
-async fn handle(state: &AppState, peer: SocketAddr, request: Request<Body>) -> Result<(BeaconOutcome, bool), Rejection> {
+async fn handle(
+    state: &AppState,
+    peer: SocketAddr,
+    request: Request<Body>,
+) -> Result<(BeaconOutcome, bool), Rejection> {
     let (parts, body) = request.into_parts();
     check_content_type(&parts.headers)?;
     let limit = state.settings.max_beacon_bytes;
@@ -160,22 +167,22 @@ async fn handle(state: &AppState, peer: SocketAddr, request: Request<Body>) -> R
     if bytes.is_empty() {
         return Err(invalid("beacon body is empty; send a JSON object"));
     }
-    let wire: WireBeacon<'_> =
-        serde_json::from_slice(&bytes).map_err(|error| invalid(format!("invalid beacon JSON: {error}")))?;
+    let wire: WireBeacon<'_> = serde_json::from_slice(&bytes)
+        .map_err(|error| invalid(format!("invalid beacon JSON: {error}")))?;
 
-    let site = state
-        .sites
-        .get(&wire.site)
-        .ok_or_else(|| {
-            if wire.site.is_empty() {
-                invalid("field `site` is empty")
-            } else {
-                (
-                    BeaconOutcome::UnknownSite,
-                    ApiError::NotFound(format!("unknown site {:?}", truncate_for_message(&wire.site))),
-                )
-            }
-        })?;
+    let site = state.sites.get(&wire.site).ok_or_else(|| {
+        if wire.site.is_empty() {
+            invalid("field `site` is empty")
+        } else {
+            (
+                BeaconOutcome::UnknownSite,
+                ApiError::NotFound(format!(
+                    "unknown site {:?}",
+                    truncate_for_message(&wire.site)
+                )),
+            )
+        }
+    })?;
     let allow_origin = match parts.headers.get(header::ORIGIN) {
         None => false,
         Some(origin) => {
@@ -210,7 +217,10 @@ async fn handle(state: &AppState, peer: SocketAddr, request: Request<Body>) -> R
         kind: validated.kind,
         url: &wire.url,
         title: wire.title.as_deref().unwrap_or(""),
-        referrer: wire.referrer.as_deref().filter(|referrer| !referrer.is_empty()),
+        referrer: wire
+            .referrer
+            .as_deref()
+            .filter(|referrer| !referrer.is_empty()),
         ip,
         user_agent,
         language: wire.lang.as_deref().filter(|lang| !lang.is_empty()),
@@ -222,7 +232,10 @@ async fn handle(state: &AppState, peer: SocketAddr, request: Request<Body>) -> R
             ApiError::Internal(anyhow::Error::new(error).context("recording a beacon")),
         )
     })?;
-    state.metrics.ingest_seconds.observe(started.elapsed().as_secs_f64());
+    state
+        .metrics
+        .ingest_seconds
+        .observe(started.elapsed().as_secs_f64());
     let outcome = match outcome {
         IngestOutcome::Recorded => BeaconOutcome::Recorded,
         IngestOutcome::Crawler => BeaconOutcome::Crawler,
@@ -236,7 +249,12 @@ fn check_content_type(headers: &HeaderMap) -> Result<(), Rejection> {
         .get(header::CONTENT_TYPE)
         .and_then(|value| value.to_str().ok())
         .unwrap_or("");
-    let essence = content_type.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    let essence = content_type
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
     // `text/plain` is what navigator.sendBeacon and a preflight-free fetch send.
     if essence == "application/json" || essence == "text/plain" {
         Ok(())
@@ -276,7 +294,10 @@ fn validate(wire: &WireBeacon<'_>, now_ms: i64) -> Result<Validated, Rejection> 
     }
     if let Some(lang) = &wire.lang {
         check_len("lang", lang, MAX_LANGUAGE)?;
-        if !lang.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
+        if !lang
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        {
             return Err(invalid("field `lang` must be a language tag like en-US"));
         }
     }
@@ -285,7 +306,11 @@ fn validate(wire: &WireBeacon<'_>, now_ms: i64) -> Result<Validated, Rejection> 
         Some([width, height]) if width <= MAX_SCREEN_SIDE && height <= MAX_SCREEN_SIDE => {
             Some((width as u16, height as u16))
         }
-        Some(_) => return Err(invalid(format!("field `screen` sides must be at most {MAX_SCREEN_SIDE} pixels"))),
+        Some(_) => {
+            return Err(invalid(format!(
+                "field `screen` sides must be at most {MAX_SCREEN_SIDE} pixels"
+            )));
+        }
     };
     if let Some(ts) = wire.ts
         && (ts < MIN_TIMESTAMP_MS || ts > now_ms + MAX_CLOCK_AHEAD_MS)
@@ -348,9 +373,14 @@ fn validate_identity(identity: &WireIdentity) -> Result<Identity, Rejection> {
     })
 }
 
-fn validate_props(field: &str, props: &BTreeMap<String, WireProp>) -> Result<Vec<(String, PropValue)>, Rejection> {
+fn validate_props(
+    field: &str,
+    props: &BTreeMap<String, WireProp>,
+) -> Result<Vec<(String, PropValue)>, Rejection> {
     if props.len() > MAX_PROPS {
-        return Err(invalid(format!("field `{field}` has more than {MAX_PROPS} properties")));
+        return Err(invalid(format!(
+            "field `{field}` has more than {MAX_PROPS} properties"
+        )));
     }
     props
         .iter()
@@ -368,7 +398,11 @@ fn validate_props(field: &str, props: &BTreeMap<String, WireProp>) -> Result<Vec
                 }
                 WireProp::String(text) => PropValue::String(text.clone()),
                 WireProp::Number(number) if number.is_finite() => PropValue::Number(*number),
-                WireProp::Number(_) => return Err(invalid(format!("field `{field}.{key}` is not a finite number"))),
+                WireProp::Number(_) => {
+                    return Err(invalid(format!(
+                        "field `{field}.{key}` is not a finite number"
+                    )));
+                }
                 WireProp::Bool(flag) => PropValue::Bool(*flag),
             };
             Ok((key.clone(), value))
@@ -378,7 +412,10 @@ fn validate_props(field: &str, props: &BTreeMap<String, WireProp>) -> Result<Vec
 
 fn check_len(field: &str, value: &str, max: usize) -> Result<(), Rejection> {
     if value.len() > max {
-        Err(invalid(format!("field `{field}` is {} bytes; the limit is {max}", value.len())))
+        Err(invalid(format!(
+            "field `{field}` is {} bytes; the limit is {max}",
+            value.len()
+        )))
     } else {
         Ok(())
     }
@@ -387,11 +424,15 @@ fn check_len(field: &str, value: &str, max: usize) -> Result<(), Rejection> {
 /// Visitor and visit ids are what the widget generates: 8–64 URL-safe characters.
 fn check_id(field: &str, value: &str) -> Result<(), Rejection> {
     let valid = (8..=64).contains(&value.len())
-        && value.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
     if valid {
         Ok(())
     } else {
-        Err(invalid(format!("field `{field}` must be 8 to 64 characters of A-Z, a-z, 0-9, - and _")))
+        Err(invalid(format!(
+            "field `{field}` must be 8 to 64 characters of A-Z, a-z, 0-9, - and _"
+        )))
     }
 }
 
@@ -405,7 +446,10 @@ fn truncate_for_message(text: &str) -> &str {
 
 /// A page on the server itself (the demo site) may always send beacons.
 fn same_origin(origin: &str, headers: &HeaderMap) -> bool {
-    let Some(host) = headers.get(header::HOST).and_then(|value| value.to_str().ok()) else {
+    let Some(host) = headers
+        .get(header::HOST)
+        .and_then(|value| value.to_str().ok())
+    else {
         return false;
     };
     origin
@@ -424,7 +468,9 @@ pub fn client_ip(peer: IpAddr, headers: &HeaderMap, trusted: &[IpNet]) -> IpAddr
     }
     let mut chosen = peer;
     for value in headers.get_all("x-forwarded-for") {
-        let Ok(text) = value.to_str() else { return peer };
+        let Ok(text) = value.to_str() else {
+            return peer;
+        };
         for entry in text.split(',').rev() {
             let Ok(ip) = entry.trim().parse::<IpAddr>() else {
                 return chosen;
@@ -455,9 +501,18 @@ pub async fn preflight(headers: HeaderMap) -> Response {
     if let Some(origin) = headers.get(header::ORIGIN).cloned() {
         let out = response.headers_mut();
         out.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin);
-        out.insert(header::ACCESS_CONTROL_ALLOW_METHODS, HeaderValue::from_static("POST"));
-        out.insert(header::ACCESS_CONTROL_ALLOW_HEADERS, HeaderValue::from_static("content-type"));
-        out.insert(header::ACCESS_CONTROL_MAX_AGE, HeaderValue::from_static("86400"));
+        out.insert(
+            header::ACCESS_CONTROL_ALLOW_METHODS,
+            HeaderValue::from_static("POST"),
+        );
+        out.insert(
+            header::ACCESS_CONTROL_ALLOW_HEADERS,
+            HeaderValue::from_static("content-type"),
+        );
+        out.insert(
+            header::ACCESS_CONTROL_MAX_AGE,
+            HeaderValue::from_static("86400"),
+        );
         out.insert(header::VARY, HeaderValue::from_static("Origin"));
     }
     response
@@ -482,8 +537,18 @@ mod tests {
     fn forwarded_for_is_believed_only_from_trusted_proxies() {
         check_ip("10.0.0.5", Some("81.2.69.1"), &[], "10.0.0.5");
         check_ip("10.0.0.5", Some("81.2.69.1"), &["10.0.0.0/8"], "81.2.69.1");
-        check_ip("10.0.0.5", Some("6.6.6.6, 81.2.69.1"), &["10.0.0.0/8"], "81.2.69.1");
-        check_ip("10.0.0.5", Some("81.2.69.1, 10.0.0.9"), &["10.0.0.0/8"], "81.2.69.1");
+        check_ip(
+            "10.0.0.5",
+            Some("6.6.6.6, 81.2.69.1"),
+            &["10.0.0.0/8"],
+            "81.2.69.1",
+        );
+        check_ip(
+            "10.0.0.5",
+            Some("81.2.69.1, 10.0.0.9"),
+            &["10.0.0.0/8"],
+            "81.2.69.1",
+        );
         check_ip("10.0.0.5", Some("garbage"), &["10.0.0.0/8"], "10.0.0.5");
         check_ip("10.0.0.5", None, &["10.0.0.0/8"], "10.0.0.5");
         check_ip("::1", Some("2a02:ff0::1"), &["::1/128"], "2a02:ff0::1");

@@ -1,15 +1,19 @@
 //! The management subcommands: agents, sites and API tokens, written straight to the store in
 //! the data directory. They need the server stopped (the embedded store allows one process).
 
-use std::sync::Arc;
 use anyhow::Context as _;
 use engage::{Accounts, RedbStore, Role, Store};
+use std::sync::Arc;
 
 use crate::config::{AgentCommand, CommonSettings, SiteCommand, TokenCommand};
 
 async fn open(settings: &CommonSettings) -> anyhow::Result<Accounts> {
-    std::fs::create_dir_all(&settings.data_dir)
-        .with_context(|| format!("cannot create data directory {}", settings.data_dir.display()))?;
+    std::fs::create_dir_all(&settings.data_dir).with_context(|| {
+        format!(
+            "cannot create data directory {}",
+            settings.data_dir.display()
+        )
+    })?;
     let store: Arc<dyn Store> = Arc::new(RedbStore::open(&settings.data_dir).await?);
     Ok(Accounts::new(store))
 }
@@ -24,17 +28,27 @@ pub async fn agent(settings: &CommonSettings, command: AgentCommand) -> anyhow::
             password,
             sites,
         } => {
-            let role: Role = role.parse().map_err(|error| anyhow::anyhow!("--role: {error}"))?;
+            let role: Role = role
+                .parse()
+                .map_err(|error| anyhow::anyhow!("--role: {error}"))?;
             for site in &sites {
                 if accounts.store().site(site).await?.is_none() {
                     anyhow::bail!("--sites: no site with key {site:?}");
                 }
             }
-            let mut agent = accounts.create_agent(&email, &name, role, &password).await?;
+            let mut agent = accounts
+                .create_agent(&email, &name, role, &password)
+                .await?;
             for site in &sites {
                 agent = accounts.grant_site(agent.id, site).await?;
             }
-            println!("created {} {} <{}> (id {})", role_name(agent.role), agent.name, agent.email, agent.id);
+            println!(
+                "created {} {} <{}> (id {})",
+                role_name(agent.role),
+                agent.name,
+                agent.email,
+                agent.id
+            );
         }
         AgentCommand::List => {
             for agent in accounts.store().list_agents().await? {
@@ -44,7 +58,11 @@ pub async fn agent(settings: &CommonSettings, command: AgentCommand) -> anyhow::
                     role_name(agent.role),
                     agent.email,
                     agent.name,
-                    if agent.sites.is_empty() { String::new() } else { format!("  sites: {}", agent.sites.join(",")) }
+                    if agent.sites.is_empty() {
+                        String::new()
+                    } else {
+                        format!("  sites: {}", agent.sites.join(","))
+                    }
                 );
             }
         }
@@ -73,15 +91,24 @@ pub async fn site(settings: &CommonSettings, command: SiteCommand) -> anyhow::Re
     let accounts = open(settings).await?;
     match command {
         SiteCommand::Create { name, origins, key } => {
-            let site = accounts.create_site(&name, &origins, key.as_deref()).await?;
+            let site = accounts
+                .create_site(&name, &origins, key.as_deref())
+                .await?;
             println!("created site {:?} with key {}", site.name, site.key);
             println!();
-            println!("Paste this before </head> on every page (replace HOST with Porchlight's address):");
+            println!(
+                "Paste this before </head> on every page (replace HOST with Porchlight's address):"
+            );
             println!("{}", embed_snippet("https://HOST", &site.key));
         }
         SiteCommand::List => {
             for site in accounts.store().list_sites().await? {
-                println!("{:<20}  {:<32}  {}", site.key, site.name, site.allowed_origins.join(","));
+                println!(
+                    "{:<20}  {:<32}  {}",
+                    site.key,
+                    site.name,
+                    site.allowed_origins.join(",")
+                );
             }
         }
     }
@@ -98,12 +125,18 @@ pub async fn token(settings: &CommonSettings, command: TokenCommand) -> anyhow::
                 .await?
                 .with_context(|| format!("no agent with email {email:?}"))?;
             let (record, secret) = accounts.create_api_token(agent.id, &name).await?;
-            println!("token {} for {email} (id {}); it is shown only now:", record.name, record.id);
+            println!(
+                "token {} for {email} (id {}); it is shown only now:",
+                record.name, record.id
+            );
             println!("{secret}");
         }
         TokenCommand::List => {
             for token in accounts.store().list_api_tokens().await? {
-                println!("{:>4}  agent {:>4}  {}", token.id, token.agent_id, token.name);
+                println!(
+                    "{:>4}  agent {:>4}  {}",
+                    token.id, token.agent_id, token.name
+                );
             }
         }
         TokenCommand::Revoke { id } => {

@@ -58,7 +58,12 @@ pub struct ServeArgs {
     pub mmdb: Option<PathBuf>,
     /// Proxies whose `X-Forwarded-For` header is believed, as addresses or CIDR networks,
     /// comma-separated. From any other peer the header is ignored. [default: none]
-    #[arg(long, env = "PORCHLIGHT_TRUSTED_PROXIES", value_name = "CIDR", value_delimiter = ',')]
+    #[arg(
+        long,
+        env = "PORCHLIGHT_TRUSTED_PROXIES",
+        value_name = "CIDR",
+        value_delimiter = ','
+    )]
     pub trusted_proxies: Vec<String>,
     /// A visitor is "active" while their last activity is younger than this. [default: 10m]
     #[arg(long, env = "PORCHLIGHT_ACTIVE_WINDOW", value_name = "DURATION")]
@@ -279,8 +284,9 @@ fn read_file(path: Option<&Path>) -> Result<FileConfig, ConfigError> {
     let Some(path) = path else {
         return Ok(FileConfig::default());
     };
-    let text = std::fs::read_to_string(path)
-        .map_err(|error| ConfigError::new("config", format!("cannot read {}: {error}", path.display())))?;
+    let text = std::fs::read_to_string(path).map_err(|error| {
+        ConfigError::new("config", format!("cannot read {}: {error}", path.display()))
+    })?;
     toml::from_str(&text)
         .map_err(|error| ConfigError::new("config", format!("{}: {error}", path.display())))
 }
@@ -335,18 +341,35 @@ pub fn resolve(global: &GlobalArgs, serve: &ServeArgs) -> Result<Settings, Confi
         .map(|text| parse_network(text))
         .collect::<Result<Vec<_>, _>>()?;
 
-    let duration = |setting: &'static str, flag: &Option<String>, file: &Option<String>, default: &str| {
-        let text = flag.clone().or(file.clone()).unwrap_or_else(|| default.to_owned());
-        parse_duration(&text).map_err(|message| ConfigError::new(setting, message))
-    };
-    let active_window = duration("active_window", &serve.active_window, &file.active_window, "10m")?;
+    let duration =
+        |setting: &'static str, flag: &Option<String>, file: &Option<String>, default: &str| {
+            let text = flag
+                .clone()
+                .or(file.clone())
+                .unwrap_or_else(|| default.to_owned());
+            parse_duration(&text).map_err(|message| ConfigError::new(setting, message))
+        };
+    let active_window = duration(
+        "active_window",
+        &serve.active_window,
+        &file.active_window,
+        "10m",
+    )?;
     let retention = duration("retention", &serve.retention, &file.retention, "30m")?;
-    let push_interval = duration("push_interval", &serve.push_interval, &file.push_interval, "100ms")?;
+    let push_interval = duration(
+        "push_interval",
+        &serve.push_interval,
+        &file.push_interval,
+        "100ms",
+    )?;
     let heartbeat = duration("heartbeat", &serve.heartbeat, &file.heartbeat, "15s")?;
     let session_ttl = duration("session_ttl", &serve.session_ttl, &file.session_ttl, "14d")?;
 
     if push_interval < Duration::from_millis(10) || push_interval > Duration::from_secs(10) {
-        return Err(ConfigError::new("push_interval", "must be between 10ms and 10s"));
+        return Err(ConfigError::new(
+            "push_interval",
+            "must be between 10ms and 10s",
+        ));
     }
     if heartbeat < Duration::from_millis(200) {
         return Err(ConfigError::new("heartbeat", "must be at least 200ms"));
@@ -370,9 +393,15 @@ pub fn resolve(global: &GlobalArgs, serve: &ServeArgs) -> Result<Settings, Confi
         ConfigError::new(setting, error.to_string())
     })?;
 
-    let max_beacon_bytes = serve.max_beacon_bytes.or(file.max_beacon_bytes).unwrap_or(16 * 1024);
+    let max_beacon_bytes = serve
+        .max_beacon_bytes
+        .or(file.max_beacon_bytes)
+        .unwrap_or(16 * 1024);
     if !(1024..=1024 * 1024).contains(&max_beacon_bytes) {
-        return Err(ConfigError::new("max_beacon_bytes", "must be between 1024 and 1048576"));
+        return Err(ConfigError::new(
+            "max_beacon_bytes",
+            "must be between 1024 and 1048576",
+        ));
     }
 
     Ok(Settings {
@@ -385,7 +414,10 @@ pub fn resolve(global: &GlobalArgs, serve: &ServeArgs) -> Result<Settings, Confi
         max_beacon_bytes,
         heartbeat,
         session_ttl,
-        cookie_secure: serve.cookie_secure.or(file.cookie_secure).unwrap_or_default(),
+        cookie_secure: serve
+            .cookie_secure
+            .or(file.cookie_secure)
+            .unwrap_or_default(),
         demo: serve.demo.or(file.demo).unwrap_or(true),
         simulate: serve.simulate.or(file.simulate).unwrap_or(40),
     })
@@ -423,7 +455,11 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         "m" => 60_000,
         "h" => 3_600_000,
         "d" => 86_400_000,
-        _ => return Err(format!("{text:?} has an unknown unit {unit:?}; use ms, s, m, h or d")),
+        _ => {
+            return Err(format!(
+                "{text:?} has an unknown unit {unit:?}; use ms, s, m, h or d"
+            ));
+        }
     };
     number
         .checked_mul(unit_ms)
@@ -474,7 +510,10 @@ mod tests {
     #[test]
     fn bad_values_name_the_setting() {
         check_rejected(serve_args(|a| a.listen = Some("nowhere".into())), "listen");
-        check_rejected(serve_args(|a| a.active_window = Some("soon".into())), "active_window");
+        check_rejected(
+            serve_args(|a| a.active_window = Some("soon".into())),
+            "active_window",
+        );
         check_rejected(
             serve_args(|a| {
                 a.active_window = Some("10m".into());
@@ -482,23 +521,43 @@ mod tests {
             }),
             "retention",
         );
-        check_rejected(serve_args(|a| a.trusted_proxies = vec!["10.0.0.0/33".into()]), "trusted_proxies");
-        check_rejected(serve_args(|a| a.push_interval = Some("1ms".into())), "push_interval");
-        check_rejected(serve_args(|a| a.max_beacon_bytes = Some(10)), "max_beacon_bytes");
+        check_rejected(
+            serve_args(|a| a.trusted_proxies = vec!["10.0.0.0/33".into()]),
+            "trusted_proxies",
+        );
+        check_rejected(
+            serve_args(|a| a.push_interval = Some("1ms".into())),
+            "push_interval",
+        );
+        check_rejected(
+            serve_args(|a| a.max_beacon_bytes = Some(10)),
+            "max_beacon_bytes",
+        );
     }
 
     #[test]
     fn file_values_apply_below_flags() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("porchlight.toml");
-        std::fs::write(&path, "listen = \"127.0.0.1:9999\"\nactive_window = \"2m\"\nsimulate = 0\n").unwrap();
+        std::fs::write(
+            &path,
+            "listen = \"127.0.0.1:9999\"\nactive_window = \"2m\"\nsimulate = 0\n",
+        )
+        .unwrap();
         let global = GlobalArgs {
             config: Some(path.clone()),
             ..GlobalArgs::default()
         };
-        let settings = resolve(&global, &serve_args(|a| a.active_window = Some("3m".into()))).unwrap();
+        let settings = resolve(
+            &global,
+            &serve_args(|a| a.active_window = Some("3m".into())),
+        )
+        .unwrap();
         assert_eq!(settings.listen.port(), 9999);
-        assert_eq!(settings.presence.active_window_ms, 180_000, "the flag wins over the file");
+        assert_eq!(
+            settings.presence.active_window_ms, 180_000,
+            "the flag wins over the file"
+        );
         assert_eq!(settings.simulate, 0);
 
         std::fs::write(&path, "listne = \"x\"\n").unwrap();

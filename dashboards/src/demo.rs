@@ -46,7 +46,10 @@ pub async fn ensure_demo(accounts: &Accounts, settings: &Settings) -> anyhow::Re
     println!("  demo site: {base}/demo/");
     match password {
         Some(password) => println!("  sign in:   {DEMO_OWNER_EMAIL} / {password}"),
-        None => println!("  sign in:   {DEMO_OWNER_EMAIL} (password file {} is missing)", credentials_path.display()),
+        None => println!(
+            "  sign in:   {DEMO_OWNER_EMAIL} (password file {} is missing)",
+            credentials_path.display()
+        ),
     }
     Ok(())
 }
@@ -54,15 +57,20 @@ pub async fn ensure_demo(accounts: &Accounts, settings: &Settings) -> anyhow::Re
 fn random_password() -> String {
     const ALPHABET: &[u8] = b"abcdefghijkmnpqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789";
     let mut rng = rand::rng();
-    (0..16).map(|_| *ALPHABET.choose(&mut rng).expect("non-empty") as char).collect()
+    (0..16)
+        .map(|_| *ALPHABET.choose(&mut rng).expect("non-empty") as char)
+        .collect()
 }
 
 fn read_password(path: &Path) -> Option<String> {
-    std::fs::read_to_string(path).ok().map(|text| text.trim().to_owned())
+    std::fs::read_to_string(path)
+        .ok()
+        .map(|text| text.trim().to_owned())
 }
 
 fn write_private(path: &Path, secret: &str) -> anyhow::Result<()> {
-    std::fs::write(path, format!("{secret}\n")).with_context(|| format!("writing {}", path.display()))?;
+    std::fs::write(path, format!("{secret}\n"))
+        .with_context(|| format!("writing {}", path.display()))?;
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
@@ -78,8 +86,14 @@ const PAGES: &[(&str, &str)] = &[
     ("/demo/app/", "Dashboard — Lumen App"),
     ("/demo/app/settings", "Settings — Lumen App"),
     ("/demo/app/billing", "Billing — Lumen App"),
-    ("/demo/products.html?item=aurora", "Aurora desk lamp — Lumen Lamps"),
-    ("/demo/products.html?item=nova", "Nova floor lamp — Lumen Lamps"),
+    (
+        "/demo/products.html?item=aurora",
+        "Aurora desk lamp — Lumen Lamps",
+    ),
+    (
+        "/demo/products.html?item=nova",
+        "Nova floor lamp — Lumen Lamps",
+    ),
 ];
 
 const CAMPAIGNS: &[&str] = &[
@@ -110,7 +124,9 @@ const USER_AGENTS: &[&str] = &[
     "Mozilla/5.0 (iPad; CPU OS 17_4 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.4 Mobile/15E148 Safari/604.1",
 ];
 
-const LANGUAGES: &[&str] = &["en-US", "en-GB", "de-DE", "sv-SE", "pl-PL", "ja-JP", "pt-BR"];
+const LANGUAGES: &[&str] = &[
+    "en-US", "en-GB", "de-DE", "sv-SE", "pl-PL", "ja-JP", "pt-BR",
+];
 const NAMES: &[(&str, &str)] = &[
     ("Ada Lovelace", "ada@example.com"),
     ("Linus Svensson", "linus@example.se"),
@@ -162,7 +178,11 @@ pub async fn run_simulator(state: AppState) {
             let visitor = &visitors[index];
             let (path, title) = PAGES[visitor.page];
             // Campaign parameters sit on the landing page only, as they do on real sites.
-            let query = if visitor.views <= 1 { visitor.landing_query } else { "" };
+            let query = if visitor.views <= 1 {
+                visitor.landing_query
+            } else {
+                ""
+            };
             let url = format!("http://demo.porchlight.local{path}{query}");
             let beacon = Beacon {
                 site: DEMO_SITE,
@@ -200,7 +220,10 @@ fn new_visitor(serial: usize, now: tokio::time::Instant) -> SimulatedVisitor {
         }
     });
     SimulatedVisitor {
-        visitor_id: format!("sim{serial:05}{:012x}", rng.random::<u64>() & 0xffff_ffff_ffff),
+        visitor_id: format!(
+            "sim{serial:05}{:012x}",
+            rng.random::<u64>() & 0xffff_ffff_ffff
+        ),
         visit_id: format!("simvisit{:016x}", rng.random::<u64>()),
         ip: geoip::fixture::sample_ip(rng.random_range(0..1000)),
         user_agent: USER_AGENTS.choose(&mut rng).expect("non-empty"),
@@ -217,7 +240,11 @@ fn new_visitor(serial: usize, now: tokio::time::Instant) -> SimulatedVisitor {
 }
 
 /// Decides what a due visitor does next: view a page, identify, send a heartbeat, or leave.
-fn step(visitor: &mut SimulatedVisitor, heartbeat: Duration, now: tokio::time::Instant) -> (BeaconKind, bool) {
+fn step(
+    visitor: &mut SimulatedVisitor,
+    heartbeat: Duration,
+    now: tokio::time::Instant,
+) -> (BeaconKind, bool) {
     let mut rng = rand::rng();
     if visitor.pages_left == 0 {
         return (BeaconKind::Leave, true);

@@ -80,7 +80,9 @@ impl From<AccountError> for ApiError {
             AccountError::NotFound(message) => ApiError::NotFound(message),
             AccountError::Disabled => ApiError::Forbidden("this account is disabled".into()),
             AccountError::Store(error) => error.into(),
-            AccountError::Hashing(message) => ApiError::Internal(anyhow::anyhow!("password hashing: {message}")),
+            AccountError::Hashing(message) => {
+                ApiError::Internal(anyhow::anyhow!("password hashing: {message}"))
+            }
         }
     }
 }

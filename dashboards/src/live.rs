@@ -139,7 +139,9 @@ pub async fn live_socket(
     let site = agent.check_site(&state, &site_key)?;
     // A cookie rides along with any page's WebSocket; only our own console may use it that way.
     if agent.via_cookie && !origin_matches_host(&headers) {
-        return Err(ApiError::Forbidden("the live channel only accepts the console's own origin".into()));
+        return Err(ApiError::Forbidden(
+            "the live channel only accepts the console's own origin".into(),
+        ));
     }
     let upgrade = upgrade
         .read_buffer_size(4 * 1024)
@@ -150,11 +152,17 @@ pub async fn live_socket(
 }
 
 fn origin_matches_host(headers: &HeaderMap) -> bool {
-    let Some(origin) = headers.get(header::ORIGIN).and_then(|value| value.to_str().ok()) else {
+    let Some(origin) = headers
+        .get(header::ORIGIN)
+        .and_then(|value| value.to_str().ok())
+    else {
         // Not a browser: scripts and tests connect without an Origin.
         return true;
     };
-    let host = headers.get(header::HOST).and_then(|value| value.to_str().ok()).unwrap_or("");
+    let host = headers
+        .get(header::HOST)
+        .and_then(|value| value.to_str().ok())
+        .unwrap_or("");
     origin
         .strip_prefix("http://")
         .or_else(|| origin.strip_prefix("https://"))

@@ -92,14 +92,21 @@ impl Metrics {
         )
         .expect("valid metric");
         let live_visitors = IntGaugeVec::new(
-            Opts::new("porchlight_live_visitors", "Live visitors over all sites, by segment"),
+            Opts::new(
+                "porchlight_live_visitors",
+                "Live visitors over all sites, by segment",
+            ),
             &["segment"],
         )
         .expect("valid metric");
         let panel_connections =
-            IntGauge::new("porchlight_panel_connections", "Open live-panel WebSockets").expect("valid metric");
+            IntGauge::new("porchlight_panel_connections", "Open live-panel WebSockets")
+                .expect("valid metric");
         let panel_frames = IntCounterVec::new(
-            Opts::new("porchlight_panel_frames_total", "Frames sent to live panels, by kind"),
+            Opts::new(
+                "porchlight_panel_frames_total",
+                "Frames sent to live panels, by kind",
+            ),
             &["kind"],
         )
         .expect("valid metric");
@@ -136,7 +143,9 @@ impl Metrics {
             Box::new(profile_writes_pending.clone()),
             Box::new(profile_writes_dropped.clone()),
         ] {
-            registry.register(collector).expect("metric names are unique");
+            registry
+                .register(collector)
+                .expect("metric names are unique");
         }
         Metrics {
             registry,
@@ -163,7 +172,9 @@ impl Metrics {
     }
 
     pub fn beacons_recorded(&self) -> u64 {
-        self.beacons.with_label_values(&[BeaconOutcome::Recorded.label()]).get()
+        self.beacons
+            .with_label_values(&[BeaconOutcome::Recorded.label()])
+            .get()
     }
 
     /// Renders the text exposition, refreshing the gauges that are read from live state.

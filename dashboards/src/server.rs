@@ -43,7 +43,10 @@ pub fn router(state: AppState) -> Router {
         .layer(DefaultBodyLimit::max(API_BODY_LIMIT));
     Router::new()
         // The beacon handler enforces its own (configurable) body limit with a clear 413.
-        .route("/v1/beacon", post(beacon::post_beacon).options(beacon::preflight))
+        .route(
+            "/v1/beacon",
+            post(beacon::post_beacon).options(beacon::preflight),
+        )
         .layer(DefaultBodyLimit::disable())
         .nest("/api", api)
         .route("/widget.js", get(assets::widget))
@@ -70,11 +73,19 @@ impl Server {
     /// Opens the store, builds the state, binds the listener and starts serving and the
     /// background tasks.
     pub async fn start(settings: Settings) -> anyhow::Result<Server> {
-        std::fs::create_dir_all(&settings.common.data_dir)
-            .with_context(|| format!("cannot create data directory {}", settings.common.data_dir.display()))?;
+        std::fs::create_dir_all(&settings.common.data_dir).with_context(|| {
+            format!(
+                "cannot create data directory {}",
+                settings.common.data_dir.display()
+            )
+        })?;
         let store: Arc<dyn Store> = Arc::new(RedbStore::open(&settings.common.data_dir).await?);
         let enricher = Arc::new(build_enricher(&settings)?);
-        let presence = Arc::new(Presence::new(settings.presence.clone(), enricher, Arc::new(SystemClock)));
+        let presence = Arc::new(Presence::new(
+            settings.presence.clone(),
+            enricher,
+            Arc::new(SystemClock),
+        ));
         let accounts = Accounts::with_config(
             Arc::clone(&store),
             AccountsConfig {
@@ -141,7 +152,11 @@ impl Server {
         for task in self.tasks {
             let _ = task.await;
         }
-        self.state.ingest.shutdown().await.context("flushing visitor profiles")?;
+        self.state
+            .ingest
+            .shutdown()
+            .await
+            .context("flushing visitor profiles")?;
         Ok(())
     }
 }
@@ -156,7 +171,8 @@ fn build_enricher(settings: &Settings) -> anyhow::Result<Enricher> {
         // The simulator's visitors come from the sample networks of the built-in database, so
         // the demo shows flags and cities without a download. Real visitors resolve to nothing
         // (these are sample networks), which is also what happens without any database.
-        let db = GeoDb::from_bytes(geoip::fixture::city_database()).context("built-in sample GeoIP database")?;
+        let db = GeoDb::from_bytes(geoip::fixture::city_database())
+            .context("built-in sample GeoIP database")?;
         tracing::info!("no --mmdb given: using the built-in sample GeoIP database for the demo");
         return Ok(Enricher::with_geo(db));
     }
@@ -169,7 +185,9 @@ fn build_enricher(settings: &Settings) -> anyhow::Result<Enricher> {
 /// until the reported deadline is exact. A floor keeps a huge table from being scanned back to
 /// back when deadlines are dense.
 async fn run_sweeper(state: AppState) {
-    let floor = Duration::from_millis((state.settings.presence.active_window_ms / 20).clamp(50, 1_000) as u64);
+    let floor = Duration::from_millis(
+        (state.settings.presence.active_window_ms / 20).clamp(50, 1_000) as u64,
+    );
     let idle = Duration::from_millis(state.settings.presence.active_window_ms.max(50) as u64);
     let mut shutdown = state.shutdown.subscribe();
     loop {

@@ -65,7 +65,11 @@ impl<'a> Row<'a> {
             os_version: &visitor.client.os_version,
             device: visitor.client.device.as_str(),
             visits: visitor.visits,
-            segments: visitor.segments.iter().map(|segment| segment.as_str()).collect(),
+            segments: visitor
+                .segments
+                .iter()
+                .map(|segment| segment.as_str())
+                .collect(),
         }
     }
 }
@@ -124,7 +128,12 @@ pub struct Card<'a> {
 
 impl<'a> Card<'a> {
     pub fn new(visitor: &'a VisitorSnapshot) -> Card<'a> {
-        let props = |props: &'a [(String, PropValue)]| props.iter().map(|(key, value)| (key.as_str(), value)).collect();
+        let props = |props: &'a [(String, PropValue)]| {
+            props
+                .iter()
+                .map(|(key, value)| (key.as_str(), value))
+                .collect()
+        };
         Card {
             row: Row::new(visitor),
             ip: visitor.ip.to_string(),
@@ -151,7 +160,12 @@ impl<'a> Card<'a> {
                 name: visitor.campaign.name.as_deref(),
                 term: visitor.campaign.term.as_deref(),
                 content: visitor.campaign.content.as_deref(),
-                other: visitor.campaign.other.iter().map(|(key, value)| (&**key, &**value)).collect(),
+                other: visitor
+                    .campaign
+                    .other
+                    .iter()
+                    .map(|(key, value)| (&**key, &**value))
+                    .collect(),
             },
             identity: IdentityOut {
                 name: visitor.identity.name.as_deref(),

@@ -39,7 +39,10 @@ pub struct Ingest {
 
 impl Ingest {
     /// Seeds the visitor-number counters from the store and starts the profile writer.
-    pub async fn start(presence: Arc<Presence>, store: Arc<dyn Store>) -> Result<Ingest, StoreError> {
+    pub async fn start(
+        presence: Arc<Presence>,
+        store: Arc<dyn Store>,
+    ) -> Result<Ingest, StoreError> {
         let numbers = VisitorNumbers::load(&*store).await?;
         let (writer, writer_task) = ProfileWriter::spawn(Arc::clone(&store));
         Ok(Ingest {

@@ -15,7 +15,10 @@ async fn within_a_second(page: &Page, predicate: &str, since: Instant, what: &st
         .await
         .unwrap_or_else(|error| panic!("{what}: {error}"));
     let elapsed = since.elapsed();
-    assert!(elapsed <= Duration::from_secs(1), "{what} took {elapsed:?}, more than a second");
+    assert!(
+        elapsed <= Duration::from_secs(1),
+        "{what} took {elapsed:?}, more than a second"
+    );
     elapsed
 }
 
@@ -33,32 +36,72 @@ async fn an_agent_watches_a_visitor_arrive_navigate_and_leave() {
         settings.heartbeat = Duration::from_millis(1_000);
     })
     .await;
-    let password = std::fs::read_to_string(app.data_path().join("demo-owner.txt")).expect("demo owner password");
+    let password = std::fs::read_to_string(app.data_path().join("demo-owner.txt"))
+        .expect("demo owner password");
     let browser = Browser::launch().await.expect("Chromium starts");
 
     // The agent signs in to the console in their own browser context.
-    let agent = browser.new_context().await.unwrap().new_page().await.unwrap();
-    agent.goto(&app.url("/console/")).await.unwrap();
-    agent.wait_for("document.querySelector('#login-form')", Duration::from_secs(5)).await.unwrap();
-    agent.type_into("#login-email", dashboards::demo::DEMO_OWNER_EMAIL).await.unwrap();
-    agent.type_into("#login-password", password.trim()).await.unwrap();
-    agent.click("#login-submit").await.unwrap();
-    agent
-        .wait_for("document.querySelector('#live-status')?.dataset.state === 'open'", Duration::from_secs(5))
+    let agent = browser
+        .new_context()
+        .await
+        .unwrap()
+        .new_page()
         .await
         .unwrap();
-    agent.click(r#"button.chip[data-segment="active"]"#).await.unwrap();
+    agent.goto(&app.url("/console/")).await.unwrap();
+    agent
+        .wait_for(
+            "document.querySelector('#login-form')",
+            Duration::from_secs(5),
+        )
+        .await
+        .unwrap();
+    agent
+        .type_into("#login-email", dashboards::demo::DEMO_OWNER_EMAIL)
+        .await
+        .unwrap();
+    agent
+        .type_into("#login-password", password.trim())
+        .await
+        .unwrap();
+    agent.click("#login-submit").await.unwrap();
+    agent
+        .wait_for(
+            "document.querySelector('#live-status')?.dataset.state === 'open'",
+            Duration::from_secs(5),
+        )
+        .await
+        .unwrap();
+    agent
+        .click(r#"button.chip[data-segment="active"]"#)
+        .await
+        .unwrap();
 
     // The visitor lands from the newsletter campaign.
-    let visitor = browser.new_context().await.unwrap().new_page().await.unwrap();
+    let visitor = browser
+        .new_context()
+        .await
+        .unwrap()
+        .new_page()
+        .await
+        .unwrap();
     let landed = Instant::now();
-    visitor.goto(&app.url("/demo/?utm_source=newsletter&utm_campaign=spring")).await.unwrap();
+    visitor
+        .goto(&app.url("/demo/?utm_source=newsletter&utm_campaign=spring"))
+        .await
+        .unwrap();
     let visitor_id: String = visitor
         .wait_for_value("localStorage.getItem('pl_vid')", Duration::from_secs(5))
         .await
         .unwrap();
     let visitor_row = row(&visitor_id);
-    within_a_second(&agent, &format!("{visitor_row} !== null"), landed, "the visitor appears among the active").await;
+    within_a_second(
+        &agent,
+        &format!("{visitor_row} !== null"),
+        landed,
+        "the visitor appears among the active",
+    )
+    .await;
 
     // A second page, loaded normally.
     let second = Instant::now();
@@ -73,7 +116,10 @@ async fn an_agent_watches_a_visitor_arrive_navigate_and_leave() {
 
     // An SPA route: pushState, no page load.
     visitor
-        .wait_for("document.querySelector('#nav-settings') !== null", Duration::from_secs(5))
+        .wait_for(
+            "document.querySelector('#nav-settings') !== null",
+            Duration::from_secs(5),
+        )
         .await
         .unwrap();
     let third = Instant::now();
@@ -87,12 +133,20 @@ async fn an_agent_watches_a_visitor_arrive_navigate_and_leave() {
     .await;
 
     // The visitor card has the client, the campaign and the three pages.
-    agent.click(&format!(r#".visitor-row[data-visitor-id="{visitor_id}"]"#)).await.unwrap();
     agent
-        .wait_for("document.querySelector('#visitor-card')?.dataset.state === 'ready'", Duration::from_secs(5))
+        .click(&format!(r#".visitor-row[data-visitor-id="{visitor_id}"]"#))
         .await
         .unwrap();
-    let field = |name: &str| format!(r#"document.querySelector('#visitor-card dd[data-field="{name}"]')?.textContent"#);
+    agent
+        .wait_for(
+            "document.querySelector('#visitor-card')?.dataset.state === 'ready'",
+            Duration::from_secs(5),
+        )
+        .await
+        .unwrap();
+    let field = |name: &str| {
+        format!(r#"document.querySelector('#visitor-card dd[data-field="{name}"]')?.textContent"#)
+    };
     let browser_name: String = agent.eval(&field("browser")).await.unwrap();
     let os: String = agent.eval(&field("os")).await.unwrap();
     let campaign: String = agent.eval(&field("utm_campaign")).await.unwrap();
@@ -102,7 +156,10 @@ async fn an_agent_watches_a_visitor_arrive_navigate_and_leave() {
     assert_eq!(campaign, "spring");
     assert_eq!(source, "newsletter");
     agent
-        .wait_for("document.querySelectorAll('#card-history > li').length === 3", Duration::from_secs(2))
+        .wait_for(
+            "document.querySelectorAll('#card-history > li').length === 3",
+            Duration::from_secs(2),
+        )
         .await
         .unwrap_or_else(|error| panic!("three pages in the history: {error}"));
     let history: Vec<String> = agent
@@ -118,7 +175,10 @@ async fn an_agent_watches_a_visitor_arrive_navigate_and_leave() {
     let closed = Instant::now();
     visitor.close().await.unwrap();
     agent
-        .wait_for(&format!("{visitor_row} === null"), Duration::from_millis(ACTIVE_WINDOW_MS as u64 + 4_000))
+        .wait_for(
+            &format!("{visitor_row} === null"),
+            Duration::from_millis(ACTIVE_WINDOW_MS as u64 + 4_000),
+        )
         .await
         .unwrap_or_else(|error| panic!("the visitor leaves active after the window: {error}"));
     let gone_after = closed.elapsed();
@@ -136,6 +196,10 @@ async fn an_agent_watches_a_visitor_arrive_navigate_and_leave() {
         .await
         .unwrap();
     assert_eq!(all.trim(), "1", "still live, only no longer active");
-    assert!(agent.exceptions().is_empty(), "console errors: {:?}", agent.exceptions());
+    assert!(
+        agent.exceptions().is_empty(),
+        "console errors: {:?}",
+        agent.exceptions()
+    );
     app.shutdown().await;
 }

@@ -8,12 +8,21 @@ use testkit::app::{TEST_SITE, TestApp, page_view};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
-type Socket = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+type Socket =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 async fn open_panel(app: &TestApp, cookie: &str) -> Socket {
-    let mut request = app.ws_url(&format!("/api/sites/{TEST_SITE}/live")).into_client_request().unwrap();
-    request.headers_mut().insert("cookie", cookie.parse().unwrap());
-    tokio_tungstenite::connect_async(request).await.expect("panel connects").0
+    let mut request = app
+        .ws_url(&format!("/api/sites/{TEST_SITE}/live"))
+        .into_client_request()
+        .unwrap();
+    request
+        .headers_mut()
+        .insert("cookie", cookie.parse().unwrap());
+    tokio_tungstenite::connect_async(request)
+        .await
+        .expect("panel connects")
+        .0
 }
 
 async fn next_frame(socket: &mut Socket) -> Value {
@@ -32,7 +41,16 @@ async fn next_frame(socket: &mut Socket) -> Value {
 #[tokio::test]
 async fn a_panel_gets_a_snapshot_then_coalesced_deltas() {
     let app = TestApp::start().await;
-    assert_eq!(app.beacon(&page_view("visitor-live-0001", "visit-live-0001", "https://shop.example/")).await.0, 200);
+    assert_eq!(
+        app.beacon(&page_view(
+            "visitor-live-0001",
+            "visit-live-0001",
+            "https://shop.example/"
+        ))
+        .await
+        .0,
+        200
+    );
     let cookie = app.owner_cookie().await;
     let mut panel = open_panel(&app, &cookie).await;
 
@@ -43,7 +61,11 @@ async fn a_panel_gets_a_snapshot_then_coalesced_deltas() {
 
     // Ten page views of one visitor within one push interval arrive as one upsert.
     for page in 0..10 {
-        let body = page_view("visitor-live-0002", "visit-live-0002", &format!("https://shop.example/p/{page}?utm_campaign=spring"));
+        let body = page_view(
+            "visitor-live-0002",
+            "visit-live-0002",
+            &format!("https://shop.example/p/{page}?utm_campaign=spring"),
+        );
         assert_eq!(app.beacon(&body).await.0, 200);
     }
     let mut seen_pages = 0;
@@ -55,17 +77,33 @@ async fn a_panel_gets_a_snapshot_then_coalesced_deltas() {
             if row["id"] == "visitor-live-0002" {
                 seen_pages = row["pages"].as_u64().unwrap();
                 assert_eq!(row["utm_campaign"], "spring");
-                assert!(row["segments"].as_array().unwrap().contains(&json!("active")));
+                assert!(
+                    row["segments"]
+                        .as_array()
+                        .unwrap()
+                        .contains(&json!("active"))
+                );
             }
         }
     }
-    let metrics = app.http.get(app.url("/metrics")).send().await.unwrap().text().await.unwrap();
+    let metrics = app
+        .http
+        .get(app.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     let coalesced: u64 = metrics
         .lines()
         .find_map(|line| line.strip_prefix("porchlight_panel_changes_coalesced_total "))
         .expect("coalesced metric")
         .parse()
         .unwrap();
-    assert!(coalesced > 0, "page views in one interval were coalesced: {metrics}");
+    assert!(
+        coalesced > 0,
+        "page views in one interval were coalesced: {metrics}"
+    );
     app.shutdown().await;
 }

@@ -3,5 +3,7 @@
 mod auth;
 mod beacons;
 mod browser_smoke;
-mod live;
 mod console_browser;
+mod live;
+mod console_scale;
+mod cli;

@@ -33,7 +33,9 @@ impl TestApp {
         let mut settings = Settings::for_tests(data_dir.path());
         settings.mmdb = Some(mmdb);
         configure(&mut settings);
-        let server = Server::start(settings.clone()).await.expect("server starts");
+        let server = Server::start(settings.clone())
+            .await
+            .expect("server starts");
         let app = TestApp {
             addr: server.addr,
             server: Some(server),
@@ -58,12 +60,27 @@ impl TestApp {
                 .create_site("Test shop", &[TEST_ORIGIN.to_owned()], Some(TEST_SITE))
                 .await
                 .expect("create site");
-            state.sites.reload(&*state.store).await.expect("reload sites");
+            state
+                .sites
+                .reload(&*state.store)
+                .await
+                .expect("reload sites");
         }
-        if state.store.agent_by_email(OWNER_EMAIL).await.expect("store").is_none() {
+        if state
+            .store
+            .agent_by_email(OWNER_EMAIL)
+            .await
+            .expect("store")
+            .is_none()
+        {
             state
                 .accounts
-                .create_agent(OWNER_EMAIL, "Olivia Owner", engage::Role::Owner, OWNER_PASSWORD)
+                .create_agent(
+                    OWNER_EMAIL,
+                    "Olivia Owner",
+                    engage::Role::Owner,
+                    OWNER_PASSWORD,
+                )
                 .await
                 .expect("create owner");
         }
@@ -90,7 +107,9 @@ impl TestApp {
     pub async fn restart(&mut self) {
         let server = self.server.take().expect("server running");
         server.shutdown().await.expect("clean shutdown");
-        let server = Server::start(self.settings.clone()).await.expect("server restarts");
+        let server = Server::start(self.settings.clone())
+            .await
+            .expect("server restarts");
         self.addr = server.addr;
         self.server = Some(server);
     }
@@ -153,7 +172,10 @@ impl TestApp {
         }
         let response = request.send().await.expect("request");
         let status = response.status().as_u16();
-        (status, response.json::<Value>().await.unwrap_or(Value::Null))
+        (
+            status,
+            response.json::<Value>().await.unwrap_or(Value::Null),
+        )
     }
 }
 

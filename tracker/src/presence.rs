@@ -47,7 +47,9 @@ use crate::text::{
     MAX_ID_LEN, MAX_LANGUAGE_LEN, MAX_TITLE_LEN, MAX_URL_LEN, contains_ignore_case,
     lowercase_needle, truncate,
 };
-use crate::visitor::{Extras, NOT_DUE, NOT_LEFT, Page, PageStamp, Symbols, Visitor, VisitorId, offset};
+use crate::visitor::{
+    Extras, NOT_DUE, NOT_LEFT, Page, PageStamp, Symbols, Visitor, VisitorId, offset,
+};
 
 /// What changed on a site's panel since the last drain.
 #[derive(Clone, Debug, Default)]
@@ -225,7 +227,9 @@ impl Presence {
                 None => {
                     let (visitor, persist) = self.new_visitor(&ingest, visit, profile, geo, client);
                     let visitor = visitors
-                        .insert_unique(hash, Box::new(visitor), |visitor| site.hash_id(visitor.id.as_str()))
+                        .insert_unique(hash, Box::new(visitor), |visitor| {
+                            site.hash_id(visitor.id.as_str())
+                        })
                         .into_mut();
                     self.apply(&ingest, due, visitor, Visit::Started { persist })
                 }
@@ -297,8 +301,11 @@ impl Presence {
                     continue;
                 }
                 total_matching += 1;
-                let (last_activity_ms, number, id) =
-                    (visitor.last_activity_ms, visitor.number, visitor.id.as_str());
+                let (last_activity_ms, number, id) = (
+                    visitor.last_activity_ms,
+                    visitor.number,
+                    visitor.id.as_str(),
+                );
                 if let Some(Cursor(cursor)) = &query.cursor
                     && SortKey::order_of(last_activity_ms, number, id, cursor)
                         != std::cmp::Ordering::Greater
@@ -391,9 +398,11 @@ impl Presence {
         let mut upserted = Vec::with_capacity(upserts.len());
         for hash in upserts {
             let mut shard = site.shard(hash).write();
-            let dirty_with_hash =
-                |visitor: &Box<Visitor>| visitor.dirty && site.hash_id(visitor.id.as_str()) == hash;
-            if let Some(visitor) = shard.visitors.find_mut(hash, dirty_with_hash) {
+            // The dirty visitor with this hash (two dirty visitors sharing a hash have an entry
+            // each, and each drain step takes one of them).
+            if let Some(visitor) = shard.visitors.find_mut(hash, |visitor| {
+                visitor.dirty && site.hash_id(visitor.id.as_str()) == hash
+            }) {
                 visitor.dirty = false;
                 upserted.push(self.snapshot_of(&site, visitor));
             }
@@ -943,6 +952,12 @@ impl Presence {
         if !not_yet.is_empty() {
             due.entry(now_second).or_default().extend(not_yet);
         }
+        // hashbrown never shrinks by itself: after a peak, give most of the buckets back.
+        if removed > 0 && visitors.capacity() > 4 * visitors.len().max(16) {
+            visitors.shrink_to(2 * visitors.len(), |visitor| {
+                site.hash_id(visitor.id.as_str())
+            });
+        }
         (demoted, removed)
     }
 
@@ -1000,6 +1015,17 @@ impl Presence {
         }
         self.sites
             .remove_if(&site.key, |_, current| Arc::ptr_eq(current, site));
+    }
+
+    /// Buckets of a site's visitor tables, for tests of the shrink after a peak.
+    #[cfg(test)]
+    pub(crate) fn table_capacity(&self, site: &str) -> usize {
+        self.site(site).map_or(0, |site| {
+            site.shards()
+                .iter()
+                .map(|shard| shard.read().visitors.capacity())
+                .sum()
+        })
     }
 
     /// Interned values currently held (pages, texts, campaigns), for tests of the purge.

@@ -163,9 +163,8 @@ impl VisitorId {
 
     pub(crate) fn as_str(&self) -> &str {
         match self {
-            VisitorId::Inline { len, bytes } => {
-                std::str::from_utf8(&bytes[..*len as usize]).expect("copied from a str at a char boundary")
-            }
+            VisitorId::Inline { len, bytes } => std::str::from_utf8(&bytes[..*len as usize])
+                .expect("copied from a str at a char boundary"),
             VisitorId::Heap(id) => id,
         }
     }
@@ -291,11 +290,23 @@ mod tests {
     #[test]
     fn visitor_ids_are_inline_up_to_23_bytes() {
         assert_eq!(std::mem::size_of::<VisitorId>(), 24);
-        for id in ["", "a", "AbCdEfGhIjKlMnOpQrStUv", "é".repeat(11).as_str(), &"x".repeat(23), &"y".repeat(24), &"z".repeat(128)] {
+        for id in [
+            "",
+            "a",
+            "AbCdEfGhIjKlMnOpQrStUv",
+            "é".repeat(11).as_str(),
+            &"x".repeat(23),
+            &"y".repeat(24),
+            &"z".repeat(128),
+        ] {
             let stored = VisitorId::new(id);
             assert_eq!(stored.as_str(), id);
             assert!(stored == *id);
-            assert_eq!(matches!(stored, VisitorId::Inline { .. }), id.len() <= 23, "{id}");
+            assert_eq!(
+                matches!(stored, VisitorId::Inline { .. }),
+                id.len() <= 23,
+                "{id}"
+            );
         }
         assert!(VisitorId::new("abc") != *"abd");
     }

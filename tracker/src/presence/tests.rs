@@ -563,7 +563,10 @@ fn leave_sets_left_and_the_next_beacon_clears_it() {
     let card = h.get("a");
     assert_eq!(card.left_ms, Some(START_MS + 3_000));
     assert_eq!(card.last_activity_ms, START_MS, "a leave is not activity");
-    assert!(card.segments.contains(Segment::Active), "a leave does not end the active window");
+    assert!(
+        card.segments.contains(Segment::Active),
+        "a leave does not end the active window"
+    );
     // A leave for another visit of the same visitor changes nothing.
     let stale = beacon("a", "visit-0", BeaconKind::Leave, "https://shop.example/");
     assert_eq!(h.send(&stale), Observation::Ignored);
@@ -1060,6 +1063,28 @@ fn interned_text_of_removed_visitors_is_freed() {
     h.clock.advance(PresenceConfig::default().retention_ms);
     h.presence.sweep();
     assert_eq!(h.presence.interned_len(), (0, 0, 0));
+}
+
+#[test]
+fn visitor_tables_shrink_after_a_peak() {
+    let h = Harness::new();
+    for index in 0..5_000 {
+        h.page(&format!("peak-{index}"), "visit-1", "https://shop.example/");
+    }
+    let peak = h.presence.table_capacity(SITE);
+    assert!(peak >= 5_000);
+    h.clock.advance(PresenceConfig::default().retention_ms / 2);
+    for index in 0..50 {
+        h.page(&format!("peak-{index}"), "visit-1", "https://shop.example/");
+    }
+    h.clock.advance(PresenceConfig::default().retention_ms / 2);
+    assert_eq!(h.presence.sweep().removed, 4_950);
+    assert_eq!(h.presence.len(), 50);
+    let after = h.presence.table_capacity(SITE);
+    assert!(after * 8 < peak, "{after} buckets left of {peak}");
+    for index in 0..50 {
+        assert!(h.presence.get(SITE, &format!("peak-{index}")).is_some());
+    }
 }
 
 #[test]
