@@ -10,9 +10,23 @@ use testkit::app::TestApp;
 fn help_documents_every_setting() {
     let help = Cli::command().render_long_help().to_string();
     for flag in [
-        "--config", "--data-dir", "--log-format", "--log", "--listen", "--mmdb", "--trusted-proxies",
-        "--active-window", "--retention", "--history-limit", "--push-interval", "--max-beacon-bytes",
-        "--heartbeat", "--session-ttl", "--cookie-secure", "--demo", "--simulate",
+        "--config",
+        "--data-dir",
+        "--log-format",
+        "--log",
+        "--listen",
+        "--mmdb",
+        "--trusted-proxies",
+        "--active-window",
+        "--retention",
+        "--history-limit",
+        "--push-interval",
+        "--max-beacon-bytes",
+        "--heartbeat",
+        "--session-ttl",
+        "--cookie-secure",
+        "--demo",
+        "--simulate",
     ] {
         assert!(help.contains(flag), "--help lacks {flag}:\n{help}");
     }
@@ -37,8 +51,18 @@ fn check_rejected(args: &[&str], setting: &str) {
 fn bad_values_stop_start_up_and_name_the_setting() {
     check_rejected(&["porchlight", "--active-window", "10"], "active_window");
     check_rejected(&["porchlight", "serve", "--listen", "localhost"], "listen");
-    check_rejected(&["porchlight", "--trusted-proxies", "10.0.0.0/8,not-a-network"], "trusted_proxies");
-    check_rejected(&["porchlight", "--retention", "1m", "--active-window", "5m"], "retention");
+    check_rejected(
+        &[
+            "porchlight",
+            "--trusted-proxies",
+            "10.0.0.0/8,not-a-network",
+        ],
+        "trusted_proxies",
+    );
+    check_rejected(
+        &["porchlight", "--retention", "1m", "--active-window", "5m"],
+        "retention",
+    );
     assert!(Cli::try_parse_from(["porchlight", "--simulate", "many"]).is_err());
     assert!(Cli::try_parse_from(["porchlight", "--log-format", "xml"]).is_err());
 }
@@ -86,12 +110,20 @@ async fn management_commands_create_what_the_server_accepts() {
     .await
     .unwrap_err();
     assert!(error.to_string().contains("--role"), "{error}");
-    dashboards::cli::token(&common, config::TokenCommand::Create { email: "first@example.com".into(), name: "deploy".into() })
-        .await
-        .unwrap();
+    dashboards::cli::token(
+        &common,
+        config::TokenCommand::Create {
+            email: "first@example.com".into(),
+            name: "deploy".into(),
+        },
+    )
+    .await
+    .unwrap();
 
     // The server started on that data directory accepts the owner and the site.
-    let app = TestApp::start_with(|settings| settings.common.data_dir = data_dir.path().to_path_buf()).await;
+    let app =
+        TestApp::start_with(|settings| settings.common.data_dir = data_dir.path().to_path_buf())
+            .await;
     let cookie = app.login("first@example.com", "first owner password").await;
     let (status, me) = app.get_json("/api/me", Some(&cookie)).await;
     assert_eq!(status, 200);

@@ -14,7 +14,10 @@ async fn the_panel_renders_only_what_is_visible_with_10_000_visitors() {
     let app = TestApp::start().await;
     for index in 0..VISITORS {
         let visitor_id = format!("visitor-scale-{index:05}");
-        let url = format!("https://shop.example/products/{}?utm_campaign=scale", index % 300);
+        let url = format!(
+            "https://shop.example/products/{}?utm_campaign=scale",
+            index % 300
+        );
         let beacon = Beacon {
             site: TEST_SITE,
             visitor_id: &visitor_id,
@@ -33,11 +36,24 @@ async fn the_panel_renders_only_what_is_visible_with_10_000_visitors() {
     assert_eq!(app.state().presence.counts(TEST_SITE).all, VISITORS as u64);
 
     let browser = Browser::launch().await.expect("Chromium starts");
-    let page = browser.new_context().await.unwrap().new_page().await.unwrap();
+    let page = browser
+        .new_context()
+        .await
+        .unwrap()
+        .new_page()
+        .await
+        .unwrap();
     page.goto(&app.url("/console/")).await.unwrap();
-    page.wait_for("document.querySelector('#login-form')", Duration::from_secs(5)).await.unwrap();
+    page.wait_for(
+        "document.querySelector('#login-form')",
+        Duration::from_secs(5),
+    )
+    .await
+    .unwrap();
     page.type_into("#login-email", OWNER_EMAIL).await.unwrap();
-    page.type_into("#login-password", OWNER_PASSWORD).await.unwrap();
+    page.type_into("#login-password", OWNER_PASSWORD)
+        .await
+        .unwrap();
     page.click("#login-submit").await.unwrap();
     page.wait_for(
         r#"document.querySelector('button.chip[data-segment="all"] .count')?.textContent.trim() === '10000'"#,
@@ -45,11 +61,20 @@ async fn the_panel_renders_only_what_is_visible_with_10_000_visitors() {
     )
     .await
     .expect("the snapshot of 10 000 visitors arrives");
-    page.wait_for("document.querySelectorAll('.visitor-row').length > 5", Duration::from_secs(5))
+    page.wait_for(
+        "document.querySelectorAll('.visitor-row').length > 5",
+        Duration::from_secs(5),
+    )
+    .await
+    .unwrap();
+    let rendered: usize = page
+        .eval("document.querySelectorAll('.visitor-row').length")
         .await
         .unwrap();
-    let rendered: usize = page.eval("document.querySelectorAll('.visitor-row').length").await.unwrap();
-    assert!(rendered < 200, "{rendered} rows in the DOM: the list must render only what is visible");
+    assert!(
+        rendered < 200,
+        "{rendered} rows in the DOM: the list must render only what is visible"
+    );
 
     // Newest activity first, so the first visitor recorded is at the very end.
     page.eval_unit("{ const list = document.querySelector('#visitor-list'); list.scrollTop = list.scrollHeight; }")
@@ -61,10 +86,15 @@ async fn the_panel_renders_only_what_is_visible_with_10_000_visitors() {
     )
     .await
     .expect("scrolling to the end shows the oldest visitor");
-    let rendered: usize = page.eval("document.querySelectorAll('.visitor-row').length").await.unwrap();
+    let rendered: usize = page
+        .eval("document.querySelectorAll('.visitor-row').length")
+        .await
+        .unwrap();
     assert!(rendered < 200, "{rendered} rows after scrolling");
 
-    page.type_into("#visitor-search", "/products/299").await.unwrap();
+    page.type_into("#visitor-search", "/products/299")
+        .await
+        .unwrap();
     page.wait_for(
         "document.querySelector('#list-summary')?.textContent.includes('33 of 10000') \
          || document.querySelector('#list-summary')?.textContent.includes('33 of 10,000')",

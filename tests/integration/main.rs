@@ -3,7 +3,7 @@
 mod auth;
 mod beacons;
 mod browser_smoke;
-mod console_browser;
-mod live;
-mod console_scale;
 mod cli;
+mod console_browser;
+mod console_scale;
+mod live;

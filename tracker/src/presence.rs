@@ -197,7 +197,7 @@ impl Presence {
         let geo = self.enricher.geo(beacon.ip);
         loop {
             let now = self.now_ms();
-            let site = self.site_or_create(beacon.site, now);
+            let site = self.site_or_create(beacon.site);
             let hash = site.hash_id(beacon.visitor_id);
             let visit = site.hash_visit(beacon.visit_id);
             let mut guard = site.shard(hash).write();
@@ -378,9 +378,11 @@ impl Presence {
     /// `last_activity_ms` is not one: panels compute elapsed times themselves. A removal cancels
     /// a pending upsert; a visitor removed and back before the drain is only upserted.
     ///
-    /// Intended for one consumer per site. A feed nobody drains (nor snapshots) for a retention
-    /// period stops recording, so it cannot grow without bound; the next drain or snapshot
-    /// starts it again, so a consumer coming back should start from a [`Presence::snapshot`].
+    /// Intended for one consumer per site. A feed whose changes sit undrained for a retention
+    /// period stops recording (and drops them), so a site nobody follows cannot pile up
+    /// removals; the next drain or snapshot starts it again, so a consumer coming back after
+    /// such a gap should start from a [`Presence::snapshot`]. A feed that is drained regularly,
+    /// or is merely quiet, never stops.
     pub fn drain_changes(&self, site: &str) -> Changes {
         let Some(site) = self.site(site) else {
             return Changes::default();
@@ -388,7 +390,6 @@ impl Presence {
         let (upserts, mut removed) = {
             let mut feed = site.feed.lock();
             feed.recording = true;
-            feed.last_interest_ms = self.now_ms();
             site.feed_pending.store(false, AtomicOrdering::Release);
             (
                 std::mem::take(&mut feed.upserts),
@@ -439,8 +440,9 @@ impl Presence {
     /// deadline falls (so counts lag deadlines by under a second, and a busy tracker is swept at
     /// most about once a second), and never later than one active window from now. No beacon
     /// can create an earlier deadline: activity only moves a visitor's deadlines later, and a
-    /// visitor that is new or back to Active is due one active window after the beacon, which is
-    /// after `now + active_window`. Sleeping longer than `next_due_ms` is safe, only later.
+    /// visitor that is new or back to Active is due one active window after its beacon, which
+    /// is no earlier than `now + active_window`. Sleeping longer than `next_due_ms` is safe;
+    /// demotions and removals then just happen later.
     pub fn sweep(&self) -> SweepReport {
         let _one_at_a_time = self.sweeping.lock();
         let now = self.now_ms();
@@ -481,7 +483,7 @@ impl Presence {
         self.sites.get(key).map(|site| Arc::clone(&site))
     }
 
-    fn site_or_create(&self, key: &str, now: i64) -> Arc<Site> {
+    fn site_or_create(&self, key: &str) -> Arc<Site> {
         if let Some(site) = self.site(key) {
             return site;
         }
@@ -489,7 +491,7 @@ impl Presence {
         let site = self
             .sites
             .entry(Arc::clone(&key))
-            .or_insert_with(|| Arc::new(Site::new(key, now)));
+            .or_insert_with(|| Arc::new(Site::new(key)));
         Arc::clone(&site)
     }
 
@@ -562,7 +564,7 @@ impl Presence {
             changed = true;
         }
         if changed {
-            ingest.site.mark_changed(visitor);
+            ingest.site.mark_changed(visitor, ingest.now);
         }
         self.schedule(due, ingest.hash, visitor);
         persist.then(|| profile_of(visitor, ingest.beacon.visit_id))
@@ -817,7 +819,7 @@ impl Presence {
         if before != after {
             visitor.segments = after;
             site.counters.transition(before, after);
-            site.mark_changed(visitor);
+            site.mark_changed(visitor, self.now_ms());
         }
         true
     }
@@ -927,7 +929,7 @@ impl Presence {
                     visitor.release_all(&self.symbols);
                     site.counters
                         .transition(visitor.segments, Segments::default());
-                    site.mark_removed(visitor.id.as_str());
+                    site.mark_removed(visitor.id.as_str(), now);
                     removed += 1;
                     continue;
                 }
@@ -937,7 +939,7 @@ impl Presence {
                     let before = visitor.segments;
                     visitor.segments = before.with(Segment::Active, false);
                     site.counters.transition(before, visitor.segments);
-                    site.mark_changed(visitor);
+                    site.mark_changed(visitor, now);
                     demoted += 1;
                 }
                 let next = due_second(self.next_deadline(visitor));
@@ -963,16 +965,16 @@ impl Presence {
 
     /// Marks the feed as watched: recording (re)starts.
     fn renew_feed(&self, site: &Site) {
-        let mut feed = site.feed.lock();
-        feed.recording = true;
-        feed.last_interest_ms = self.now_ms();
+        site.feed.lock().recording = true;
     }
 
-    /// Stops recording changes of a site nobody drained for a retention period, and forgets
-    /// what was pending.
+    /// Stops recording changes of a site whose changes sat undrained for a retention period,
+    /// and forgets them.
     fn lapse_unwatched_feed(&self, site: &Site, now: i64) {
         let unwatched = |feed: &crate::site::Feed| {
-            feed.recording && now - feed.last_interest_ms > self.config.retention_ms
+            feed.recording
+                && site.feed_pending.load(AtomicOrdering::Acquire)
+                && now - feed.pending_since_ms > self.config.retention_ms
         };
         if !unwatched(&site.feed.lock()) {
             return;

@@ -29,11 +29,13 @@ pub(crate) struct Shard {
 /// The change feed's pending state.
 #[derive(Debug)]
 pub(crate) struct Feed {
-    /// Whether changes are recorded. Recording stops when nobody drained the feed (or took a
-    /// snapshot) for a retention period, so a site nobody watches does not pile up removals,
-    /// and starts again with the next drain or snapshot.
+    /// Whether changes are recorded. Recording stops when changes sat undrained for a
+    /// retention period (nobody follows this site's feed), so that removals cannot pile up
+    /// without bound; the next drain or snapshot starts it again. A feed that is drained, or
+    /// simply quiet, never stops.
     pub recording: bool,
-    pub last_interest_ms: i64,
+    /// When the feed last went from empty to holding something.
+    pub pending_since_ms: i64,
     /// Id hashes of visitors marked dirty, in marking order: a hash rather than the id, so that
     /// marking a change never allocates. A visitor is listed at most once while it stays dirty;
     /// the drain takes the dirty visitor with the hash, and skips a hash whose visitor is gone.
@@ -56,7 +58,7 @@ pub(crate) struct Site {
 }
 
 impl Site {
-    pub(crate) fn new(key: Arc<str>, now_ms: i64) -> Site {
+    pub(crate) fn new(key: Arc<str>) -> Site {
         Site {
             key,
             hasher: RandomState::new(),
@@ -64,7 +66,7 @@ impl Site {
             counters: SegmentCounters::default(),
             feed: Mutex::new(Feed {
                 recording: true,
-                last_interest_ms: now_ms,
+                pending_since_ms: 0,
                 upserts: Vec::new(),
                 removed: Vec::new(),
             }),
@@ -101,7 +103,7 @@ impl Site {
     }
 
     /// Queues a visitor for the next drain, unless it already is (call with its shard locked).
-    pub(crate) fn mark_changed(&self, visitor: &mut Visitor) {
+    pub(crate) fn mark_changed(&self, visitor: &mut Visitor, now_ms: i64) {
         if visitor.dirty {
             return;
         }
@@ -110,16 +112,22 @@ impl Site {
         if feed.recording {
             feed.upserts.push(hash);
             visitor.dirty = true;
-            self.feed_pending.store(true, Ordering::Release);
+            self.now_pending(&mut feed, now_ms);
         }
     }
 
     /// Queues a visitor's removal (call with its shard locked).
-    pub(crate) fn mark_removed(&self, visitor_id: &str) {
+    pub(crate) fn mark_removed(&self, visitor_id: &str, now_ms: i64) {
         let mut feed = self.feed.lock();
         if feed.recording {
             feed.removed.push(visitor_id.into());
-            self.feed_pending.store(true, Ordering::Release);
+            self.now_pending(&mut feed, now_ms);
+        }
+    }
+
+    fn now_pending(&self, feed: &mut Feed, now_ms: i64) {
+        if !self.feed_pending.swap(true, Ordering::AcqRel) {
+            feed.pending_since_ms = now_ms;
         }
     }
 }

@@ -967,6 +967,22 @@ fn change_feed_coalesces() {
 }
 
 #[test]
+fn a_quiet_feed_keeps_recording() {
+    let h = Harness::new();
+    h.page("a", "visit-1", "https://shop.example/");
+    h.presence.drain_changes(SITE);
+    // Nothing changes for longer than the retention period (heartbeats are not changes).
+    for _ in 0..4 {
+        h.clock.advance(PresenceConfig::default().retention_ms / 3);
+        h.heartbeat("a", "visit-1");
+        h.presence.sweep();
+    }
+    h.page("b", "visit-1", "https://shop.example/");
+    assert!(h.presence.has_changes(SITE));
+    assert_eq!(h.presence.drain_changes(SITE).upserted.len(), 1);
+}
+
+#[test]
 fn an_unwatched_feed_stops_recording_until_watched_again() {
     let h = Harness::new();
     let retention = PresenceConfig::default().retention_ms;

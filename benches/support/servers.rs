@@ -1,0 +1,162 @@
+//! The servers a benchmark child process runs (`--role NAME`), each on a Tokio runtime with one
+//! worker thread:
+//!
+//! - `porchlight-server`: the real Porchlight server (the fixture GeoIP database, the loopback
+//!   as a trusted proxy, the benchmark site; with `--owner`, also an owner who can open panels).
+//! - `baseline-server`: a bare axum endpoint at the same path that parses the same body into an
+//!   equivalent struct with serde and answers 204, nothing else: the practical ceiling of an
+//!   axum endpoint on this machine.
+
+use std::borrow::Cow;
+use std::io::{Read as _, Write as _};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use axum::body::Bytes;
+use axum::http::StatusCode;
+use axum::routing::post;
+use serde::Deserialize;
+
+use super::traffic::{ORIGIN, SITE};
+
+pub const OWNER_EMAIL: &str = "bench-owner@example.com";
+pub const OWNER_PASSWORD: &str = "bench owner password";
+
+/// Runs the server `role` until stdin closes.
+pub fn run(role: &str, args: &[String]) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("{role}: cannot build the runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let with_owner = args.iter().any(|arg| arg == "--owner");
+    let result = runtime.block_on(async {
+        match role {
+            "porchlight-server" => porchlight(with_owner).await,
+            "baseline-server" => baseline().await,
+            other => Err(anyhow::anyhow!("unknown role {other:?}")),
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("{role}: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Resolves once stdin is closed (the parent stopped the benchmark or died).
+async fn stdin_closed() {
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    std::thread::spawn(move || {
+        let mut sink = [0u8; 64];
+        let mut stdin = std::io::stdin();
+        while matches!(stdin.read(&mut sink), Ok(n) if n > 0) {}
+        let _ = tx.send(());
+    });
+    let _ = rx.await;
+}
+
+fn announce(addr: std::net::SocketAddr) -> anyhow::Result<()> {
+    let mut stdout = std::io::stdout();
+    writeln!(stdout, "READY {addr}")?;
+    stdout.flush()?;
+    Ok(())
+}
+
+async fn porchlight(with_owner: bool) -> anyhow::Result<()> {
+    let data_dir = tempfile::tempdir().context("temporary data directory")?;
+    let mmdb = data_dir.path().join("sample-city.mmdb");
+    std::fs::write(&mmdb, geoip::fixture::city_database()).context("writing the GeoIP fixture")?;
+    let mut settings = dashboards::Settings::for_tests(data_dir.path().join("data"));
+    settings.mmdb = Some(mmdb);
+    settings.trusted_proxies = vec!["127.0.0.0/8".parse().expect("a network")];
+    let server = dashboards::Server::start(settings).await?;
+    let state = &server.state;
+    state
+        .accounts
+        .create_site("Bench shop", &[ORIGIN.to_owned()], Some(SITE))
+        .await?;
+    state.sites.reload(&*state.store).await?;
+    if with_owner {
+        state
+            .accounts
+            .create_agent(
+                OWNER_EMAIL,
+                "Bench Owner",
+                engage::Role::Owner,
+                OWNER_PASSWORD,
+            )
+            .await?;
+    }
+    announce(server.addr)?;
+    stdin_closed().await;
+    tokio::time::timeout(Duration::from_secs(15), server.shutdown())
+        .await
+        .context("shutdown took longer than 15s")??;
+    Ok(())
+}
+
+/// The same fields as Porchlight's wire beacon, borrowed from the body where possible.
+#[derive(Debug, Deserialize)]
+#[allow(dead_code)]
+struct BaselineBeacon<'a> {
+    #[serde(borrow)]
+    site: Cow<'a, str>,
+    #[serde(borrow)]
+    vid: Cow<'a, str>,
+    #[serde(borrow)]
+    sid: Cow<'a, str>,
+    #[serde(rename = "type")]
+    kind: BaselineKind,
+    #[serde(borrow)]
+    url: Cow<'a, str>,
+    #[serde(borrow, default)]
+    title: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    referrer: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    lang: Option<Cow<'a, str>>,
+    #[serde(default)]
+    screen: Option<[u32; 2]>,
+    #[serde(default)]
+    ts: Option<i64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "lowercase")]
+enum BaselineKind {
+    Pageview,
+    Heartbeat,
+    Leave,
+    Identify,
+    Event,
+}
+
+async fn baseline_beacon(body: Bytes) -> StatusCode {
+    match serde_json::from_slice::<BaselineBeacon<'_>>(&body) {
+        Ok(beacon) => {
+            std::hint::black_box(&beacon);
+            StatusCode::NO_CONTENT
+        }
+        Err(_) => StatusCode::BAD_REQUEST,
+    }
+}
+
+async fn baseline() -> anyhow::Result<()> {
+    let app = axum::Router::new().route("/v1/beacon", post(baseline_beacon));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    announce(listener.local_addr()?)?;
+    axum::serve(listener, app)
+        .with_graceful_shutdown(stdin_closed())
+        .await?;
+    Ok(())
+}
