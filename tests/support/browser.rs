@@ -306,12 +306,20 @@ pub struct Browser {
     io: JoinHandle<()>,
     stderr: Arc<Mutex<Vec<String>>>,
     _process: Process,
+    /// Declared last so it is released after the browser is gone.
+    _turn: tokio::sync::OwnedMutexGuard<()>,
 }
+
+/// Browser tests take turns: two Chromiums and their servers on two cores would make the
+/// timing claims the tests check (an update within a second) depend on what else runs.
+static TURN: std::sync::LazyLock<Arc<tokio::sync::Mutex<()>>> =
+    std::sync::LazyLock::new(|| Arc::new(tokio::sync::Mutex::new(())));
 
 impl Browser {
     /// Starts a fresh headless Chromium (own temporary profile, random debugging port).
     pub async fn launch() -> anyhow::Result<Browser> {
         let exe = find_chromium()?;
+        let turn = Arc::clone(&TURN).lock_owned().await;
         let profile = tempfile::Builder::new()
             .prefix("porchlight-chromium-")
             .tempdir()?;
@@ -423,6 +431,7 @@ impl Browser {
             io,
             stderr,
             _process: process,
+            _turn: turn,
         })
     }
 
