@@ -72,3 +72,39 @@ impl From<StoreError> for AccountError {
         }
     }
 }
+
+/// An error from [`crate::Conversations`] or [`crate::Attachments`].
+///
+/// Every message is written for the person who made the request (a visitor in the widget or
+/// an agent in the console), so the dashboards can pass it on as it is.
+#[derive(Debug, thiserror::Error)]
+pub enum ConversationError {
+    /// The conversation, message or attachment does not exist, or the visitor asking is not
+    /// its party (a visitor learns nothing about other visitors' conversations).
+    #[error("{0} not found")]
+    NotFound(String),
+    /// The agent may not do this; the text says why.
+    #[error("{0}")]
+    Forbidden(String),
+    /// The visitor is blocked on this site and may not chat.
+    #[error("you cannot chat on this site")]
+    Blocked,
+    /// An input did not pass validation, or the conversation is in a state that does not
+    /// allow the action; the text says which and why.
+    #[error("{0}")]
+    Invalid(String),
+    /// The storage backend (or the file system, for attachments) failed.
+    #[error(transparent)]
+    Store(StoreError),
+}
+
+impl From<StoreError> for ConversationError {
+    /// A record that vanished between the service's read and its write is reported like one
+    /// that never existed; everything else stays a storage failure.
+    fn from(err: StoreError) -> Self {
+        match err {
+            StoreError::NotFound(what) => ConversationError::NotFound(what),
+            other => ConversationError::Store(other),
+        }
+    }
+}

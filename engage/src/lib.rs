@@ -6,20 +6,38 @@
 //! - [`Accounts`] manages agents, password logins, sessions, API tokens and sites.
 //! - [`ProfileWriter`] writes visitor profiles behind the ingestion path in batches, and
 //!   [`VisitorNumbers`] hands out per-site visitor numbers without a synchronous write.
+//! - [`Conversations`] is the chat service: conversations, messages, notes, attachments
+//!   ([`Attachments`]), assignment, resolve and rating, blocking, visitor credentials, the
+//!   inbox, and an event bus for the live channels. Card numbers are masked
+//!   ([`mask_card_numbers`]) before any text is stored.
 
 mod accounts;
+mod attachments;
 mod clock;
+pub mod conversations;
 mod error;
 mod ingest;
+mod masking;
 mod model;
 mod profiles;
 mod redb_store;
 mod store;
 
 pub use accounts::{Accounts, AccountsConfig, PasswordParams, SessionToken, hash_token};
+pub use attachments::{
+    AttachmentMeta, Attachments, MAX_ATTACHMENT_BYTES, MAX_ATTACHMENT_NAME_CHARS,
+    sanitize_name as sanitize_attachment_name, sniff_image, valid_attachment_id,
+};
 pub use clock::{Clock, ManualClock, SystemClock};
-pub use error::{AccountError, StoreError};
+pub use conversations::{
+    AppendOutcome, Author, Block, Content, Conversation, ConversationEvent, ConversationOrigin,
+    ConversationState, ConversationWrite, Conversations, InboxCounts, InboxFilter, InboxTab,
+    Message, MessageBody, NewConversation, NewMessage, Party, PreChat, Rating, StartDetails,
+    SystemEvent, TabCount, VisitorRef, WriteOutcome,
+};
+pub use error::{AccountError, ConversationError, StoreError};
 pub use ingest::{Ingest, IngestOutcome};
+pub use masking::mask_card_numbers;
 pub use model::{
     Agent, AgentView, ApiTokenRecord, ApiTokenView, Identity, NewAgentRecord, NewApiTokenRecord,
     ParseRoleError, Profile, ProfileRecord, PropValue, Role, SessionRecord, Site, normalize_origin,

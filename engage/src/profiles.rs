@@ -400,6 +400,10 @@ impl VisitorNumbers {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::attachments::AttachmentMeta;
+    use crate::conversations::{
+        Block, Conversation, ConversationWrite, Message, NewConversation, WriteOutcome,
+    };
     use crate::model::{
         Agent, ApiTokenRecord, Identity, NewAgentRecord, NewApiTokenRecord, SessionRecord, Site,
     };
@@ -754,6 +758,82 @@ mod tests {
         }
         async fn update_site(&self, site: &Site) -> Result<(), StoreError> {
             self.inner.update_site(site).await
+        }
+        async fn create_conversation(
+            &self,
+            conversation: NewConversation,
+        ) -> Result<Conversation, StoreError> {
+            self.inner.create_conversation(conversation).await
+        }
+        async fn conversation(&self, id: u64) -> Result<Option<Conversation>, StoreError> {
+            self.inner.conversation(id).await
+        }
+        async fn update_conversation(&self, conversation: &Conversation) -> Result<(), StoreError> {
+            self.inner.update_conversation(conversation).await
+        }
+        async fn write_conversation(
+            &self,
+            write: ConversationWrite,
+        ) -> Result<WriteOutcome, StoreError> {
+            self.inner.write_conversation(write).await
+        }
+        async fn messages(
+            &self,
+            conversation_id: u64,
+            after_seq: u64,
+            limit: usize,
+        ) -> Result<Vec<Message>, StoreError> {
+            self.inner.messages(conversation_id, after_seq, limit).await
+        }
+        async fn conversations_of_visitor(
+            &self,
+            site: &str,
+            visitor_id: &str,
+        ) -> Result<Vec<Conversation>, StoreError> {
+            self.inner.conversations_of_visitor(site, visitor_id).await
+        }
+        async fn conversations_of_site(&self, site: &str) -> Result<Vec<Conversation>, StoreError> {
+            self.inner.conversations_of_site(site).await
+        }
+        async fn put_attachment(
+            &self,
+            conversation_id: u64,
+            attachment: &AttachmentMeta,
+        ) -> Result<(), StoreError> {
+            self.inner.put_attachment(conversation_id, attachment).await
+        }
+        async fn attachment(
+            &self,
+            conversation_id: u64,
+            id: &str,
+        ) -> Result<Option<AttachmentMeta>, StoreError> {
+            self.inner.attachment(conversation_id, id).await
+        }
+        async fn put_visitor_credential(
+            &self,
+            site: &str,
+            visitor_id: &str,
+            token_hash: &str,
+        ) -> Result<bool, StoreError> {
+            self.inner
+                .put_visitor_credential(site, visitor_id, token_hash)
+                .await
+        }
+        async fn visitor_credential(
+            &self,
+            site: &str,
+            visitor_id: &str,
+        ) -> Result<Option<String>, StoreError> {
+            self.inner.visitor_credential(site, visitor_id).await
+        }
+        async fn put_block(&self, site: &str, block: &Block) -> Result<(), StoreError> {
+            self.inner.put_block(site, block).await
+        }
+        async fn remove_block(&self, site: &str, visitor_id: &str) -> Result<bool, StoreError> {
+            self.inner.remove_block(site, visitor_id).await
+        }
+        async fn blocks(&self, site: &str) -> Result<Vec<Block>, StoreError> {
+            self.inner.blocks(site).await
         }
     }
 }

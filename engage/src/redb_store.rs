@@ -10,11 +10,16 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use redb::{
-    Database, DatabaseError, ReadTransaction, ReadableTable, TableDefinition, WriteTransaction,
+    Database, DatabaseError, Durability, ReadTransaction, ReadableTable, TableDefinition,
+    WriteTransaction,
 };
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use crate::attachments::AttachmentMeta;
+use crate::conversations::{
+    Block, Conversation, ConversationWrite, Message, NewConversation, WriteOutcome,
+};
 use crate::error::StoreError;
 use crate::model::{
     Agent, ApiTokenRecord, NewAgentRecord, NewApiTokenRecord, Profile, ProfileRecord,
@@ -45,12 +50,34 @@ const API_TOKENS: TableDefinition<u64, &[u8]> = TableDefinition::new("api_tokens
 const API_TOKEN_HASHES: TableDefinition<&str, u64> = TableDefinition::new("api_token_hashes");
 /// site key → JSON [`Site`].
 const SITES: TableDefinition<&str, &[u8]> = TableDefinition::new("sites");
+/// conversation id → JSON [`Conversation`].
+const CONVERSATIONS: TableDefinition<u64, &[u8]> = TableDefinition::new("conversations");
+/// (conversation id, seq) → JSON [`Message`]. The tuple order keeps a conversation's messages
+/// together and in seq order, so a resume is one range scan.
+const MESSAGES: TableDefinition<(u64, u64), &[u8]> = TableDefinition::new("messages");
+/// (conversation id, sender's client id) → seq: the idempotency index of appends.
+const MESSAGE_CLIENT_IDS: TableDefinition<(u64, &str), u64> =
+    TableDefinition::new("message_client_ids");
+/// (site key, visitor id, conversation id) → nothing: a visitor's conversations.
+const VISITOR_CONVERSATIONS: TableDefinition<(&str, &str, u64), ()> =
+    TableDefinition::new("visitor_conversations");
+/// (site key, conversation id) → nothing: a site's conversations.
+const SITE_CONVERSATIONS: TableDefinition<(&str, u64), ()> =
+    TableDefinition::new("site_conversations");
+/// (conversation id, attachment id) → JSON [`AttachmentMeta`].
+const ATTACHMENTS: TableDefinition<(u64, &str), &[u8]> = TableDefinition::new("attachments");
+/// (site key, visitor id) → lowercase hex SHA-256 of the visitor's credential.
+const VISITOR_CREDENTIALS: TableDefinition<(&str, &str), &str> =
+    TableDefinition::new("visitor_credentials");
+/// (site key, block key) → JSON [`Block`]; the block key is `visitor:<id>` or `ip:<address>`.
+const BLOCKS: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("blocks");
 /// Counters and the schema version.
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 
 const META_SCHEMA_VERSION: &str = "schema_version";
 const META_NEXT_AGENT_ID: &str = "next_agent_id";
 const META_NEXT_API_TOKEN_ID: &str = "next_api_token_id";
+const META_NEXT_CONVERSATION_ID: &str = "next_conversation_id";
 
 /// The embedded [`Store`].
 ///
@@ -132,6 +159,14 @@ impl RedbStore {
             txn.open_table(API_TOKENS).db()?;
             txn.open_table(API_TOKEN_HASHES).db()?;
             txn.open_table(SITES).db()?;
+            txn.open_table(CONVERSATIONS).db()?;
+            txn.open_table(MESSAGES).db()?;
+            txn.open_table(MESSAGE_CLIENT_IDS).db()?;
+            txn.open_table(VISITOR_CONVERSATIONS).db()?;
+            txn.open_table(SITE_CONVERSATIONS).db()?;
+            txn.open_table(ATTACHMENTS).db()?;
+            txn.open_table(VISITOR_CREDENTIALS).db()?;
+            txn.open_table(BLOCKS).db()?;
             let mut meta = txn.open_table(META).db()?;
             let version = meta.get(META_SCHEMA_VERSION).db()?.map(|g| g.value());
             match version {
@@ -160,6 +195,27 @@ impl RedbStore {
         let db = Arc::clone(&self.db);
         tokio::task::spawn_blocking(move || {
             let txn = db.begin_write().db()?;
+            let out = f(&txn)?;
+            txn.commit().db()?;
+            Ok(out)
+        })
+        .await
+        .map_err(|e| StoreError::Db(format!("storage task failed: {e}")))?
+    }
+
+    /// [`RedbStore::write`] with the commit's durability stated rather than assumed: the
+    /// commit fsyncs before it returns (redb's `Durability::Immediate`, also its default).
+    /// Conversation writes use this because a message is acknowledged to its sender as soon
+    /// as the write returns.
+    async fn write_durable<R, F>(&self, f: F) -> Result<R, StoreError>
+    where
+        F: FnOnce(&WriteTransaction) -> Result<R, StoreError> + Send + 'static,
+        R: Send + 'static,
+    {
+        let db = Arc::clone(&self.db);
+        tokio::task::spawn_blocking(move || {
+            let mut txn = db.begin_write().db()?;
+            txn.set_durability(Durability::Immediate);
             let out = f(&txn)?;
             txn.commit().db()?;
             Ok(out)
@@ -221,6 +277,65 @@ fn next_id(txn: &WriteTransaction, counter: &str) -> Result<u64, StoreError> {
 
 fn email_key(email: &str) -> String {
     email.trim().to_lowercase()
+}
+
+/// The key of a block within its site: the visitor id, or the address of an address-only
+/// block. The prefixes keep a visitor id from ever colliding with an address.
+fn block_key(block: &Block) -> Result<String, StoreError> {
+    match (&block.visitor_id, &block.ip) {
+        (Some(visitor_id), _) => Ok(visitor_block_key(visitor_id)),
+        (None, Some(ip)) => Ok(format!("ip:{ip}")),
+        (None, None) => Err(StoreError::Db(
+            "a block needs a visitor id or an address".to_string(),
+        )),
+    }
+}
+
+fn visitor_block_key(visitor_id: &str) -> String {
+    format!("visitor:{visitor_id}")
+}
+
+/// Reads a conversation inside a write transaction, or [`StoreError::NotFound`].
+fn stored_conversation(txn: &WriteTransaction, id: u64) -> Result<Conversation, StoreError> {
+    let table = txn.open_table(CONVERSATIONS).db()?;
+    let guard = table.get(id).db()?;
+    match guard {
+        Some(g) => decode(g.value(), &format_args!("conversation {id}")),
+        None => Err(StoreError::NotFound(format!("conversation {id}"))),
+    }
+}
+
+/// Refuses a replacement record that was read before the last append or that moves the
+/// conversation to another site or visitor (the indexes would no longer find it).
+fn check_replacement(stored: &Conversation, new: &Conversation) -> Result<(), StoreError> {
+    if new.last_seq != stored.last_seq {
+        return Err(StoreError::Conflict(format!(
+            "conversation {} changed since it was read (message {} was added); read it again",
+            stored.id, stored.last_seq
+        )));
+    }
+    if new.site != stored.site || new.visitor_id != stored.visitor_id {
+        return Err(StoreError::Conflict(format!(
+            "conversation {} cannot move to another site or visitor",
+            stored.id
+        )));
+    }
+    Ok(())
+}
+
+/// Reads conversations by id from inside a read transaction.
+fn load_conversations(
+    txn: &ReadTransaction,
+    ids: impl IntoIterator<Item = u64>,
+) -> Result<Vec<Conversation>, StoreError> {
+    let table = txn.open_table(CONVERSATIONS).db()?;
+    let mut out = Vec::new();
+    for id in ids {
+        if let Some(g) = table.get(id).db()? {
+            out.push(decode(g.value(), &format_args!("conversation {id}"))?);
+        }
+    }
+    Ok(out)
 }
 
 #[async_trait]
@@ -543,11 +658,297 @@ impl Store for RedbStore {
         })
         .await
     }
+
+    async fn create_conversation(
+        &self,
+        conversation: NewConversation,
+    ) -> Result<Conversation, StoreError> {
+        self.write_durable(move |txn| {
+            let id = next_id(txn, META_NEXT_CONVERSATION_ID)?;
+            let conversation = conversation.with_id(id);
+            let mut table = txn.open_table(CONVERSATIONS).db()?;
+            table.insert(id, encode(&conversation)?.as_slice()).db()?;
+            let (site, visitor) = (conversation.site.as_str(), conversation.visitor_id.as_str());
+            let mut by_visitor = txn.open_table(VISITOR_CONVERSATIONS).db()?;
+            by_visitor.insert((site, visitor, id), ()).db()?;
+            let mut by_site = txn.open_table(SITE_CONVERSATIONS).db()?;
+            by_site.insert((site, id), ()).db()?;
+            Ok(conversation)
+        })
+        .await
+    }
+
+    async fn conversation(&self, id: u64) -> Result<Option<Conversation>, StoreError> {
+        self.read(|txn| Ok(load_conversations(txn, [id])?.pop()))
+    }
+
+    async fn update_conversation(&self, conversation: &Conversation) -> Result<(), StoreError> {
+        let conversation = conversation.clone();
+        self.write_durable(move |txn| {
+            let stored = stored_conversation(txn, conversation.id)?;
+            check_replacement(&stored, &conversation)?;
+            let mut table = txn.open_table(CONVERSATIONS).db()?;
+            table
+                .insert(conversation.id, encode(&conversation)?.as_slice())
+                .db()?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn write_conversation(
+        &self,
+        write: ConversationWrite,
+    ) -> Result<WriteOutcome, StoreError> {
+        self.write_durable(move |txn| {
+            let id = write.conversation_id;
+            let stored = stored_conversation(txn, id)?;
+            let mut client_ids = txn.open_table(MESSAGE_CLIENT_IDS).db()?;
+            let mut messages = txn.open_table(MESSAGES).db()?;
+
+            // A repeated client id turns the whole write into a no-op: the write that used
+            // it first has already made every change this one asks for.
+            let mut keys: Vec<&str> = Vec::new();
+            for message in &write.messages {
+                let Some(key) = message.key() else { continue };
+                if keys.contains(&key) {
+                    return Err(StoreError::Conflict(
+                        "two messages of one write share a client id".to_string(),
+                    ));
+                }
+                keys.push(key);
+                let Some(seq) = client_ids.get((id, key)).db()?.map(|g| g.value()) else {
+                    continue;
+                };
+                let guard = messages.get((id, seq)).db()?;
+                let Some(bytes) = guard else {
+                    return Err(StoreError::Corrupt(format!(
+                        "conversation {id}: client id index names missing message {seq}"
+                    )));
+                };
+                let earlier: Message = decode(bytes.value(), &format_args!("message {id}/{seq}"))?;
+                return Ok(WriteOutcome {
+                    conversation: stored,
+                    messages: vec![earlier],
+                    duplicate: true,
+                });
+            }
+
+            let mut conversation = match write.conversation {
+                Some(new) => {
+                    if new.id != id {
+                        return Err(StoreError::Conflict(format!(
+                            "a write to conversation {id} carries the record of conversation {}",
+                            new.id
+                        )));
+                    }
+                    check_replacement(&stored, &new)?;
+                    new
+                }
+                None => stored,
+            };
+            let mut appended = Vec::with_capacity(write.messages.len());
+            for new in write.messages {
+                let seq = conversation.last_seq + 1;
+                let message = new.into_message(id, seq);
+                messages
+                    .insert((id, seq), encode(&message)?.as_slice())
+                    .db()?;
+                if let Some(key) = message.client_id.as_deref() {
+                    client_ids.insert((id, key), seq).db()?;
+                }
+                conversation.record_message(&message);
+                appended.push(message);
+            }
+            let mut table = txn.open_table(CONVERSATIONS).db()?;
+            table.insert(id, encode(&conversation)?.as_slice()).db()?;
+            Ok(WriteOutcome {
+                conversation,
+                messages: appended,
+                duplicate: false,
+            })
+        })
+        .await
+    }
+
+    async fn messages(
+        &self,
+        conversation_id: u64,
+        after_seq: u64,
+        limit: usize,
+    ) -> Result<Vec<Message>, StoreError> {
+        let Some(first) = after_seq.checked_add(1) else {
+            return Ok(Vec::new());
+        };
+        self.read(|txn| {
+            let table = txn.open_table(MESSAGES).db()?;
+            let mut out = Vec::new();
+            for entry in table
+                .range((conversation_id, first)..=(conversation_id, u64::MAX))
+                .db()?
+                .take(limit)
+            {
+                let (key, bytes) = entry.db()?;
+                let (_, seq) = key.value();
+                out.push(decode(
+                    bytes.value(),
+                    &format_args!("message {conversation_id}/{seq}"),
+                )?);
+            }
+            Ok(out)
+        })
+    }
+
+    async fn conversations_of_visitor(
+        &self,
+        site: &str,
+        visitor_id: &str,
+    ) -> Result<Vec<Conversation>, StoreError> {
+        self.read(|txn| {
+            let index = txn.open_table(VISITOR_CONVERSATIONS).db()?;
+            let mut ids = Vec::new();
+            for entry in index
+                .range((site, visitor_id, 0u64)..=(site, visitor_id, u64::MAX))
+                .db()?
+            {
+                let (key, _) = entry.db()?;
+                ids.push(key.value().2);
+            }
+            load_conversations(txn, ids)
+        })
+    }
+
+    async fn conversations_of_site(&self, site: &str) -> Result<Vec<Conversation>, StoreError> {
+        self.read(|txn| {
+            let index = txn.open_table(SITE_CONVERSATIONS).db()?;
+            let mut ids = Vec::new();
+            for entry in index.range((site, 0u64)..=(site, u64::MAX)).db()? {
+                let (key, _) = entry.db()?;
+                ids.push(key.value().1);
+            }
+            load_conversations(txn, ids)
+        })
+    }
+
+    async fn put_attachment(
+        &self,
+        conversation_id: u64,
+        attachment: &AttachmentMeta,
+    ) -> Result<(), StoreError> {
+        let attachment = attachment.clone();
+        self.write_durable(move |txn| {
+            let mut table = txn.open_table(ATTACHMENTS).db()?;
+            table
+                .insert(
+                    (conversation_id, attachment.id.as_str()),
+                    encode(&attachment)?.as_slice(),
+                )
+                .db()?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn attachment(
+        &self,
+        conversation_id: u64,
+        id: &str,
+    ) -> Result<Option<AttachmentMeta>, StoreError> {
+        self.read(|txn| {
+            let table = txn.open_table(ATTACHMENTS).db()?;
+            let guard = table.get((conversation_id, id)).db()?;
+            guard
+                .map(|g| {
+                    decode(
+                        g.value(),
+                        &format_args!("attachment {conversation_id}/{id}"),
+                    )
+                })
+                .transpose()
+        })
+    }
+
+    async fn put_visitor_credential(
+        &self,
+        site: &str,
+        visitor_id: &str,
+        token_hash: &str,
+    ) -> Result<bool, StoreError> {
+        let (site, visitor_id, token_hash) = (
+            site.to_string(),
+            visitor_id.to_string(),
+            token_hash.to_string(),
+        );
+        self.write_durable(move |txn| {
+            let mut table = txn.open_table(VISITOR_CREDENTIALS).db()?;
+            let key = (site.as_str(), visitor_id.as_str());
+            if table.get(key).db()?.is_some() {
+                return Ok(false);
+            }
+            table.insert(key, token_hash.as_str()).db()?;
+            Ok(true)
+        })
+        .await
+    }
+
+    async fn visitor_credential(
+        &self,
+        site: &str,
+        visitor_id: &str,
+    ) -> Result<Option<String>, StoreError> {
+        self.read(|txn| {
+            let table = txn.open_table(VISITOR_CREDENTIALS).db()?;
+            let guard = table.get((site, visitor_id)).db()?;
+            Ok(guard.map(|g| g.value().to_string()))
+        })
+    }
+
+    async fn put_block(&self, site: &str, block: &Block) -> Result<(), StoreError> {
+        let (site, block) = (site.to_string(), block.clone());
+        self.write_durable(move |txn| {
+            let key = block_key(&block)?;
+            let mut table = txn.open_table(BLOCKS).db()?;
+            table
+                .insert((site.as_str(), key.as_str()), encode(&block)?.as_slice())
+                .db()?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn remove_block(&self, site: &str, visitor_id: &str) -> Result<bool, StoreError> {
+        let (site, key) = (site.to_string(), visitor_block_key(visitor_id));
+        self.write_durable(move |txn| {
+            let mut table = txn.open_table(BLOCKS).db()?;
+            let removed = table.remove((site.as_str(), key.as_str())).db()?.is_some();
+            Ok(removed)
+        })
+        .await
+    }
+
+    async fn blocks(&self, site: &str) -> Result<Vec<Block>, StoreError> {
+        self.read(|txn| {
+            let table = txn.open_table(BLOCKS).db()?;
+            let mut out = Vec::new();
+            // The site's keys start at (site, ""); the scan stops at the first key of
+            // another site, which is simpler than computing the next site's key.
+            for entry in table.range((site, "")..).db()? {
+                let (key, bytes) = entry.db()?;
+                let (key_site, key) = key.value();
+                if key_site != site {
+                    break;
+                }
+                out.push(decode(bytes.value(), &format_args!("block {site}/{key}"))?);
+            }
+            Ok(out)
+        })
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::conversations::{Author, MessageBody, NewMessage};
     use crate::model::{Identity, PropValue, Role};
 
     fn open_temp() -> (tempfile::TempDir, RedbStore) {
@@ -835,6 +1236,406 @@ mod tests {
         // The id counter survives too.
         let next = store
             .create_agent(new_agent("b@example.com"))
+            .await
+            .unwrap();
+        assert_eq!(next.id, 2);
+    }
+
+    fn new_conversation(site: &str, visitor: &str) -> NewConversation {
+        NewConversation {
+            site: site.into(),
+            visitor_id: visitor.into(),
+            origin: crate::conversations::ConversationOrigin::Visitor,
+            assigned_agent: None,
+            participants: Vec::new(),
+            created_ms: 10,
+            subject: Some("Hello".into()),
+            page_url: None,
+            visitor_ip: Some("203.0.113.5".into()),
+            prechat: None,
+        }
+    }
+
+    fn visitor_text(text: &str, client_id: Option<&str>) -> NewMessage {
+        NewMessage {
+            author: Author::Visitor,
+            body: MessageBody::Text { text: text.into() },
+            created_ms: 20,
+            client_id: client_id.map(str::to_string),
+        }
+    }
+
+    #[tokio::test]
+    async fn conversations_round_trip_and_refuse_stale_updates() {
+        let (_dir, store) = open_temp();
+        let a = store
+            .create_conversation(new_conversation("demo", "v1"))
+            .await
+            .unwrap();
+        let b = store
+            .create_conversation(new_conversation("demo", "v2"))
+            .await
+            .unwrap();
+        assert_eq!((a.id, b.id), (1, 2));
+        assert_eq!(a, new_conversation("demo", "v1").with_id(1));
+        assert_eq!(store.conversation(1).await.unwrap(), Some(a.clone()));
+        assert_eq!(store.conversation(99).await.unwrap(), None);
+
+        let mut tagged = a.clone();
+        tagged.tags = vec!["vip".into()];
+        store.update_conversation(&tagged).await.unwrap();
+        assert_eq!(store.conversation(1).await.unwrap(), Some(tagged.clone()));
+
+        // A copy read before an append cannot roll the append back.
+        store
+            .append_message(1, visitor_text("hi", None))
+            .await
+            .unwrap();
+        let err = store.update_conversation(&tagged).await.unwrap_err();
+        assert!(matches!(err, StoreError::Conflict(_)), "{err:?}");
+        let mut moved = store.conversation(1).await.unwrap().unwrap();
+        moved.visitor_id = "v2".into();
+        let err = store.update_conversation(&moved).await.unwrap_err();
+        assert!(matches!(err, StoreError::Conflict(_)), "{err:?}");
+        let mut ghost = tagged.clone();
+        ghost.id = 42;
+        let err = store.update_conversation(&ghost).await.unwrap_err();
+        assert_eq!(err.to_string(), "conversation 42 not found");
+        let err = store
+            .append_message(42, visitor_text("hi", None))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, StoreError::NotFound(_)), "{err:?}");
+    }
+
+    #[tokio::test]
+    async fn appends_are_idempotent_by_client_id() {
+        let (_dir, store) = open_temp();
+        let c = store
+            .create_conversation(new_conversation("demo", "v1"))
+            .await
+            .unwrap();
+        let first = store
+            .append_message(c.id, visitor_text("one", Some("k1")))
+            .await
+            .unwrap();
+        assert!(!first.duplicate);
+        assert_eq!(first.message.seq, 1);
+        assert_eq!(first.message.client_id.as_deref(), Some("k1"));
+        assert_eq!(first.conversation.last_seq, 1);
+        assert_eq!(
+            first.conversation.last_message_preview.as_deref(),
+            Some("one")
+        );
+
+        let again = store
+            .append_message(c.id, visitor_text("one", Some("k1")))
+            .await
+            .unwrap();
+        assert!(again.duplicate);
+        assert_eq!(again.message, first.message);
+        assert_eq!(again.conversation, first.conversation);
+
+        // Empty keys are no keys: both messages are kept.
+        for _ in 0..2 {
+            let out = store
+                .append_message(c.id, visitor_text("anon", Some("")))
+                .await
+                .unwrap();
+            assert!(!out.duplicate);
+            assert_eq!(out.message.client_id, None);
+        }
+        // The same key in another conversation is another message.
+        let other = store
+            .create_conversation(new_conversation("demo", "v1"))
+            .await
+            .unwrap();
+        let elsewhere = store
+            .append_message(other.id, visitor_text("one", Some("k1")))
+            .await
+            .unwrap();
+        assert!(!elsewhere.duplicate);
+
+        // A write that repeats a key anywhere changes nothing at all, record included.
+        let mut resolved = store.conversation(c.id).await.unwrap().unwrap();
+        resolved.state = crate::conversations::ConversationState::Resolved;
+        let out = store
+            .write_conversation(ConversationWrite {
+                conversation_id: c.id,
+                conversation: Some(resolved),
+                messages: vec![
+                    visitor_text("new", Some("k2")),
+                    visitor_text("old", Some("k1")),
+                ],
+            })
+            .await
+            .unwrap();
+        assert!(out.duplicate);
+        assert_eq!(out.messages, vec![first.message.clone()]);
+        let stored = store.conversation(c.id).await.unwrap().unwrap();
+        assert_eq!(stored.state, crate::conversations::ConversationState::Open);
+        assert_eq!(stored.last_seq, 3);
+        let err = store
+            .write_conversation(ConversationWrite {
+                conversation_id: c.id,
+                conversation: None,
+                messages: vec![visitor_text("a", Some("k3")), visitor_text("b", Some("k3"))],
+            })
+            .await
+            .unwrap_err();
+        assert!(matches!(err, StoreError::Conflict(_)), "{err:?}");
+        assert_eq!(store.messages(c.id, 0, 100).await.unwrap().len(), 3);
+    }
+
+    #[tokio::test]
+    async fn messages_page_in_seq_order() {
+        let (_dir, store) = open_temp();
+        let a = store
+            .create_conversation(new_conversation("demo", "v1"))
+            .await
+            .unwrap();
+        let b = store
+            .create_conversation(new_conversation("demo", "v1"))
+            .await
+            .unwrap();
+        for i in 1..=5 {
+            store
+                .append_message(a.id, visitor_text(&format!("a{i}"), None))
+                .await
+                .unwrap();
+            store
+                .append_message(b.id, visitor_text(&format!("b{i}"), None))
+                .await
+                .unwrap();
+        }
+        let seqs = |messages: Vec<Message>| messages.iter().map(|m| m.seq).collect::<Vec<_>>();
+        assert_eq!(
+            seqs(store.messages(a.id, 0, 100).await.unwrap()),
+            [1, 2, 3, 4, 5]
+        );
+        assert_eq!(seqs(store.messages(a.id, 2, 2).await.unwrap()), [3, 4]);
+        assert_eq!(
+            seqs(store.messages(a.id, 5, 10).await.unwrap()),
+            Vec::<u64>::new()
+        );
+        assert_eq!(
+            seqs(store.messages(a.id, u64::MAX, 10).await.unwrap()),
+            Vec::<u64>::new()
+        );
+        assert_eq!(
+            seqs(store.messages(a.id, 0, 0).await.unwrap()),
+            Vec::<u64>::new()
+        );
+        assert!(
+            store
+                .messages(b.id, 0, 100)
+                .await
+                .unwrap()
+                .iter()
+                .all(|m| m.conversation_id == b.id)
+        );
+        assert!(store.messages(99, 0, 10).await.unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn concurrent_appends_get_dense_seqs() {
+        let (_dir, store) = open_temp();
+        let store = Arc::new(store);
+        let c = store
+            .create_conversation(new_conversation("demo", "v1"))
+            .await
+            .unwrap();
+        let tasks: Vec<_> = (0..6)
+            .map(|t| {
+                let store = Arc::clone(&store);
+                tokio::spawn(async move {
+                    let mut seqs = Vec::new();
+                    for i in 0..15 {
+                        let key = format!("{t}-{i}");
+                        let out = store
+                            .append_message(c.id, visitor_text(&key, Some(&key)))
+                            .await
+                            .unwrap();
+                        seqs.push(out.message.seq);
+                    }
+                    seqs
+                })
+            })
+            .collect();
+        let mut all = Vec::new();
+        for task in tasks {
+            let seqs = task.await.unwrap();
+            assert!(seqs.windows(2).all(|w| w[0] < w[1]), "{seqs:?}");
+            all.extend(seqs);
+        }
+        all.sort_unstable();
+        assert_eq!(all, (1..=90).collect::<Vec<u64>>());
+        let stored = store.messages(c.id, 0, 1000).await.unwrap();
+        assert_eq!(stored.len(), 90);
+        assert!(
+            stored
+                .iter()
+                .enumerate()
+                .all(|(i, m)| m.seq == i as u64 + 1)
+        );
+        assert_eq!(
+            store.conversation(c.id).await.unwrap().unwrap().last_seq,
+            90
+        );
+    }
+
+    #[tokio::test]
+    async fn conversation_indexes_do_not_bleed_across_prefixes() {
+        let (_dir, store) = open_temp();
+        for (site, visitor) in [
+            ("demo", "v1"),
+            ("demo", "v10"),
+            ("demo", "v1"),
+            ("demo2", "v1"),
+            ("dem", "v1"),
+        ] {
+            store
+                .create_conversation(new_conversation(site, visitor))
+                .await
+                .unwrap();
+        }
+        let ids = |list: Vec<Conversation>| list.iter().map(|c| c.id).collect::<Vec<_>>();
+        assert_eq!(
+            ids(store.conversations_of_visitor("demo", "v1").await.unwrap()),
+            [1, 3]
+        );
+        assert_eq!(
+            ids(store.conversations_of_visitor("demo", "v10").await.unwrap()),
+            [2]
+        );
+        assert_eq!(
+            ids(store.conversations_of_visitor("demo", "v").await.unwrap()),
+            Vec::<u64>::new()
+        );
+        assert_eq!(
+            ids(store.conversations_of_site("demo").await.unwrap()),
+            [1, 2, 3]
+        );
+        assert_eq!(
+            ids(store.conversations_of_site("demo2").await.unwrap()),
+            [4]
+        );
+        assert_eq!(
+            ids(store.conversations_of_site("nope").await.unwrap()),
+            Vec::<u64>::new()
+        );
+    }
+
+    #[tokio::test]
+    async fn attachments_credentials_and_blocks_round_trip() {
+        let (_dir, store) = open_temp();
+        let meta = AttachmentMeta {
+            id: "abc_DEF-123".into(),
+            name: "a.png".into(),
+            mime: "image/png".into(),
+            size: 3,
+            image: true,
+        };
+        store.put_attachment(7, &meta).await.unwrap();
+        assert_eq!(
+            store.attachment(7, "abc_DEF-123").await.unwrap(),
+            Some(meta)
+        );
+        assert_eq!(store.attachment(8, "abc_DEF-123").await.unwrap(), None);
+
+        assert!(
+            store
+                .put_visitor_credential("demo", "v1", "h1")
+                .await
+                .unwrap()
+        );
+        assert!(
+            !store
+                .put_visitor_credential("demo", "v1", "h2")
+                .await
+                .unwrap()
+        );
+        assert_eq!(
+            store
+                .visitor_credential("demo", "v1")
+                .await
+                .unwrap()
+                .as_deref(),
+            Some("h1"),
+            "an existing credential is never replaced"
+        );
+        assert_eq!(store.visitor_credential("demo", "v2").await.unwrap(), None);
+
+        let block = |visitor: Option<&str>, ip: Option<&str>| Block {
+            visitor_id: visitor.map(str::to_string),
+            ip: ip.map(str::to_string),
+            by: 1,
+            at_ms: 5,
+            reason: None,
+        };
+        store
+            .put_block("demo", &block(Some("v1"), Some("10.0.0.1")))
+            .await
+            .unwrap();
+        store
+            .put_block("demo", &block(None, Some("10.0.0.2")))
+            .await
+            .unwrap();
+        store
+            .put_block("demo2", &block(Some("v1"), None))
+            .await
+            .unwrap();
+        assert!(store.put_block("demo", &block(None, None)).await.is_err());
+        let mut blocks = store.blocks("demo").await.unwrap();
+        blocks.sort_by(|a, b| a.ip.cmp(&b.ip));
+        assert_eq!(
+            blocks,
+            vec![
+                block(Some("v1"), Some("10.0.0.1")),
+                block(None, Some("10.0.0.2"))
+            ]
+        );
+        assert!(store.remove_block("demo", "v1").await.unwrap());
+        assert!(!store.remove_block("demo", "v1").await.unwrap());
+        assert_eq!(
+            store.blocks("demo").await.unwrap(),
+            vec![block(None, Some("10.0.0.2"))]
+        );
+        assert_eq!(store.blocks("demo2").await.unwrap().len(), 1);
+        assert!(store.blocks("dem").await.unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn reopening_keeps_every_acknowledged_message() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut acknowledged = Vec::new();
+        {
+            let store = RedbStore::open(dir.path()).await.unwrap();
+            let c = store
+                .create_conversation(new_conversation("demo", "v1"))
+                .await
+                .unwrap();
+            for i in 0..25 {
+                let key = format!("k{i}");
+                let out = store
+                    .append_message(c.id, visitor_text(&key, Some(&key)))
+                    .await
+                    .unwrap();
+                acknowledged.push(out.message);
+            }
+        }
+        let store = RedbStore::open(dir.path()).await.unwrap();
+        assert_eq!(store.messages(1, 0, 1000).await.unwrap(), acknowledged);
+        let conversation = store.conversation(1).await.unwrap().unwrap();
+        assert_eq!(conversation.last_seq, 25);
+        // The idempotency index and the id counter survive too.
+        let retry = store
+            .append_message(1, visitor_text("k3", Some("k3")))
+            .await
+            .unwrap();
+        assert!(retry.duplicate && retry.message.seq == 4);
+        let next = store
+            .create_conversation(new_conversation("demo", "v1"))
             .await
             .unwrap();
         assert_eq!(next.id, 2);

@@ -5,16 +5,27 @@
 //! id, token hash to API token id). That keeps a Redis backend straightforward: every
 //! operation maps to a handful of `GET`/`SET`/`HSET`/`DEL` calls, or one `MULTI` block, and
 //! records are the same JSON bytes in either backend.
+//!
+//! Conversations add one multi-key operation, [`Store::write_conversation`]: a conversation
+//! record, its new messages and their client-id index entries, committed together. In Redis
+//! that is `WATCH` on the conversation key plus one `MULTI` block; the check that the record
+//! was read at the stored `last_seq` is what the `WATCH` enforces.
 
 use async_trait::async_trait;
 
+use crate::attachments::AttachmentMeta;
+use crate::conversations::{
+    AppendOutcome, Block, Conversation, ConversationWrite, Message, NewConversation, NewMessage,
+    WriteOutcome,
+};
 use crate::error::StoreError;
 use crate::model::{
     Agent, ApiTokenRecord, NewAgentRecord, NewApiTokenRecord, Profile, ProfileRecord,
     SessionRecord, Site,
 };
 
-/// Durable storage for visitor profiles, agents, sessions, API tokens and sites.
+/// Durable storage for visitor profiles, agents, sessions, API tokens, sites, and
+/// conversations with their messages, attachments, visitor credentials and blocks.
 #[async_trait]
 pub trait Store: Send + Sync + std::fmt::Debug {
     // Visitor profiles.
@@ -96,4 +107,123 @@ pub trait Store: Send + Sync + std::fmt::Debug {
 
     /// Replaces a stored site. A missing key is [`StoreError::NotFound`].
     async fn update_site(&self, site: &Site) -> Result<(), StoreError>;
+
+    // Conversations. Every write below is durable when it returns: a message is acknowledged
+    // to its sender only after it is on disk.
+
+    /// Stores a new, open conversation without messages under a fresh id, and indexes it by
+    /// (site, visitor) and by site.
+    async fn create_conversation(
+        &self,
+        conversation: NewConversation,
+    ) -> Result<Conversation, StoreError>;
+
+    async fn conversation(&self, id: u64) -> Result<Option<Conversation>, StoreError>;
+
+    /// Replaces a conversation's record without appending a message. A missing id is
+    /// [`StoreError::NotFound`]; a record whose `last_seq` differs from the stored one (a
+    /// message was appended after it was read) or whose site or visitor differs is
+    /// [`StoreError::Conflict`], so a stale copy can never roll message bookkeeping back.
+    async fn update_conversation(&self, conversation: &Conversation) -> Result<(), StoreError>;
+
+    /// Applies one [`ConversationWrite`] in a single durable transaction: replaces the
+    /// record if one is given (checked as in [`Store::update_conversation`]), appends each
+    /// message at `last_seq + 1` and applies [`Conversation::record_message`] for it.
+    ///
+    /// Idempotent by client id: if a message of the write carries a non-empty client id
+    /// that an earlier message of this conversation has, nothing at all is written and the
+    /// outcome holds that earlier message with `duplicate: true`. Two messages of one write
+    /// with the same client id are a [`StoreError::Conflict`].
+    async fn write_conversation(
+        &self,
+        write: ConversationWrite,
+    ) -> Result<WriteOutcome, StoreError>;
+
+    /// Appends one message: [`Store::write_conversation`] with no record change.
+    async fn append_message(
+        &self,
+        conversation_id: u64,
+        message: NewMessage,
+    ) -> Result<AppendOutcome, StoreError> {
+        let outcome = self
+            .write_conversation(ConversationWrite {
+                conversation_id,
+                conversation: None,
+                messages: vec![message],
+            })
+            .await?;
+        let message = outcome
+            .messages
+            .into_iter()
+            .next()
+            .ok_or_else(|| StoreError::Db("an append returned no message".to_string()))?;
+        Ok(AppendOutcome {
+            message,
+            conversation: outcome.conversation,
+            duplicate: outcome.duplicate,
+        })
+    }
+
+    /// Up to `limit` messages with a seq above `after_seq`, in ascending seq order.
+    async fn messages(
+        &self,
+        conversation_id: u64,
+        after_seq: u64,
+        limit: usize,
+    ) -> Result<Vec<Message>, StoreError>;
+
+    /// Every conversation of one visitor of one site, in id (creation) order.
+    async fn conversations_of_visitor(
+        &self,
+        site: &str,
+        visitor_id: &str,
+    ) -> Result<Vec<Conversation>, StoreError>;
+
+    /// Every conversation of a site, in id (creation) order.
+    async fn conversations_of_site(&self, site: &str) -> Result<Vec<Conversation>, StoreError>;
+
+    /// Stores (or replaces) the metadata of an attachment of a conversation.
+    async fn put_attachment(
+        &self,
+        conversation_id: u64,
+        attachment: &AttachmentMeta,
+    ) -> Result<(), StoreError>;
+
+    async fn attachment(
+        &self,
+        conversation_id: u64,
+        id: &str,
+    ) -> Result<Option<AttachmentMeta>, StoreError>;
+
+    // Visitor credentials: the secret that lets a widget read and write its visitor's
+    // conversations. Only its hash is stored.
+
+    /// Stores the credential hash of a visitor unless one exists already (Redis `SETNX`).
+    /// Returns whether it was stored; an existing credential is never replaced, so a visitor
+    /// id alone can never be used to take over a visitor's conversations.
+    async fn put_visitor_credential(
+        &self,
+        site: &str,
+        visitor_id: &str,
+        token_hash: &str,
+    ) -> Result<bool, StoreError>;
+
+    async fn visitor_credential(
+        &self,
+        site: &str,
+        visitor_id: &str,
+    ) -> Result<Option<String>, StoreError>;
+
+    // Blocks.
+
+    /// Stores (or replaces) a block. A block with a visitor id is keyed by it; one with only
+    /// an address by the address.
+    async fn put_block(&self, site: &str, block: &Block) -> Result<(), StoreError>;
+
+    /// Removes the block of a visitor (and the address blocked with it); returns whether
+    /// there was one.
+    async fn remove_block(&self, site: &str, visitor_id: &str) -> Result<bool, StoreError>;
+
+    /// Every block of a site.
+    async fn blocks(&self, site: &str) -> Result<Vec<Block>, StoreError>;
 }
