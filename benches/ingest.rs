@@ -1,20 +1,31 @@
 //! Ingest throughput: enriched beacons through Porchlight's real `POST /v1/beacon`, against a
 //! bare axum baseline that only parses the same bodies, in the same run.
 //!
-//! Each server runs alone in a child process pinned to core 0 (a Tokio runtime with one worker
+//! Each server runs in a child process pinned to core 0 (a Tokio runtime with one worker
 //! thread); this process, pinned to core 1, is the load generator: a closed loop over
-//! `BENCH_CONNECTIONS` (64) keep-alive connections, each sending one pre-serialised HTTP/1.1
-//! request and reading its response before sending the next. The requests are realistic: bodies
-//! of 400–600 bytes as the widget writes them, 50 000 visitors (`BENCH_VISITORS`) with real
-//! User-Agents (one in a hundred a crawler), addresses over the GeoIP fixture networks in
-//! `X-Forwarded-For` from the trusted loopback proxy, landing pages with UTM parameters and
-//! referrers, then heartbeats and page views, 30 % page views in all. Both servers get the same
-//! requests in the same order.
+//! `BENCH_CONNECTIONS` (64) keep-alive connections to each server, each sending one
+//! pre-serialised HTTP/1.1 request and reading its response before sending the next. Only one
+//! server is loaded at a time; the other sleeps.
 //!
-//! Each server gets a warm-up (`BENCH_WARMUP_SECONDS`, 2 s, and at least until every visitor
-//! has been seen once, so the window measures the steady state of visitors already in memory)
-//! and a measured window (`BENCH_SECONDS`, 10 s). The server's CPU time over the window (from
-//! `/proc/PID/stat`) shows whether the server, not the load generator, was the bottleneck.
+//! The requests are realistic: bodies of 400–600 bytes as the widget writes them, 50 000
+//! visitors (`BENCH_VISITORS`) with real User-Agents (one in a hundred a crawler), addresses
+//! over the GeoIP fixture networks in `X-Forwarded-For` from the trusted loopback proxy, an
+//! `Origin` the site allows. A priming pass of every visitor's landing page view (UTM
+//! parameters, referrers) makes them all live; then a steady cycle repeats: heartbeats and page
+//! views, 30 % page views, some 2 % of beacons landing pages of new visits (a profile load and a
+//! profile write each). Both servers get the same requests in the same order.
+//!
+//! Each server is warmed up (`BENCH_WARMUP_SECONDS`, 2 s, and at least the priming pass), then
+//! measured for `BENCH_SECONDS` (10 s) in `BENCH_ROUNDS` (4) windows, alternating between the
+//! two servers (baseline, Porchlight, Porchlight, baseline, …) so that a noisy neighbour on
+//! this shared machine hits both alike. The server's CPU time over each window (from
+//! `/proc/PID/stat`) shows whether the server, not the load generator, was the bottleneck; a
+//! window where it was not, or where the core was busy with something else (other processes,
+//! or time stolen by the hypervisor), is flagged, and its round is left out of the headline
+//! (unless every round was). The load generator busy-polls (`BENCH_BUSY_POLL=0` turns that
+//! off) so that the server's core never pays for waking it up: on the loopback, the sender of
+//! a response does the receiver's TCP work, and in a VM waking a sleeping thread on another
+//! core costs the waker an inter-processor interrupt, which a remote client would not cost.
 //!
 //! Headline: `ingest_ratio R (porchlight N/s, baseline M/s)`.
 
@@ -33,26 +44,26 @@ use tokio::task::JoinSet;
 
 use support::http1::ResponseReader;
 use support::procs::{CLIENT_CPU, CpuUse, CpuWindow, SERVER_CPU, ServerProcess};
-use support::traffic::{self, Traffic};
+use support::traffic::{self, Requests, Traffic};
 
-/// Beacons per visitor in the request pool, and the share of page views among them.
+/// Beacons per visitor in the steady cycle, the share of page views among them, and the share
+/// of beacons that start a new visit (landing page views).
 const ROUNDS: usize = 4;
 const PAGE_VIEW_SHARE: f64 = 0.3;
+const NEW_VISIT_SHARE: f64 = 0.01;
+/// Unmeasured time at the start of each window, while the loop switches servers.
+const SETTLE: Duration = Duration::from_millis(300);
+/// Servers that can be measured as well, to see where Porchlight's time goes (see
+/// `support::servers`): `BENCH_INGEST_TARGETS=baseline-json,porchlight-beacon-only`.
+const DIAGNOSTIC_TARGETS: [&str; 2] = ["baseline-json", "porchlight-beacon-only"];
 
 struct Config {
     warmup: Duration,
     measure: Duration,
+    rounds: u32,
     connections: usize,
     visitors: usize,
-}
-
-/// What one server did in its measured window.
-struct Outcome {
-    rate: f64,
-    cpu: CpuUse,
-    connections: usize,
-    /// Porchlight's own view: beacons by outcome and time spent in the handler.
-    metrics: Option<String>,
+    busy_poll: bool,
 }
 
 fn main() -> ExitCode {
@@ -75,259 +86,403 @@ fn main() -> ExitCode {
 fn run() -> anyhow::Result<()> {
     let config = Config {
         warmup: support::env_seconds("BENCH_WARMUP_SECONDS", 2)?,
-        measure: support::env_seconds("BENCH_SECONDS", 10)?,
+        measure: support::env_seconds("BENCH_SECONDS", 10)?.max(Duration::from_secs(1)),
+        rounds: support::env_number("BENCH_ROUNDS", 4)?.clamp(1, 100) as u32,
         connections: support::env_number("BENCH_CONNECTIONS", 64)?.max(1) as usize,
         visitors: support::env_number("BENCH_VISITORS", 50_000)?.max(1) as usize,
+        busy_poll: support::env_number("BENCH_BUSY_POLL", 1)? != 0,
     };
     let mut traffic = Traffic::new(config.visitors, 0x1b6e57);
-    let beacons = traffic.beacons(ROUNDS, PAGE_VIEW_SHARE);
-    let (min, mean, max) = traffic::body_sizes(&beacons);
-    let page_views = beacons.iter().filter(|beacon| beacon.page_view).count();
+    let pool = traffic.pool(ROUNDS, PAGE_VIEW_SHARE, NEW_VISIT_SHARE);
     let crawlers = traffic
         .visitors
         .iter()
         .filter(|visitor| visitor.user_agent == traffic::CRAWLER)
         .count();
     println!(
-        "ingest: servers on core {SERVER_CPU} (1 worker thread), load generator on core \
-         {CLIENT_CPU}: {} keep-alive connections, closed loop, warm-up {}s, measured {}s each",
+        "ingest: servers on core {SERVER_CPU} (1 worker thread each), load generator on core \
+         {CLIENT_CPU}: {} keep-alive connections per server, closed loop; warm-up {}s; {}s \
+         measured per server in {} alternating windows",
         config.connections,
         config.warmup.as_secs(),
         config.measure.as_secs(),
+        config.rounds,
     );
     println!(
-        "ingest: {} distinct requests from {} visitors; bodies {min}-{max} bytes (mean {mean}); \
-         {:.1}% page views; {} User-Agents, {:.1}% of visitors crawlers",
-        beacons.len(),
+        "ingest: {} visitors, {} User-Agents, {:.1}% of visitors crawlers; {}",
         config.visitors,
-        100.0 * page_views as f64 / beacons.len() as f64,
         traffic::BROWSERS.len() + 1,
         100.0 * crawlers as f64 / config.visitors as f64,
+        pool.describe(),
     );
 
-    let baseline = measure("baseline", "baseline-server", &traffic, &beacons, &config)?;
-    let porchlight = measure(
-        "porchlight",
-        "porchlight-server",
-        &traffic,
-        &beacons,
-        &config,
-    )?;
-
-    println!();
-    if let Some(metrics) = &porchlight.metrics {
-        let outcome = |label: &str| {
-            support::metric(
-                metrics,
-                "porchlight_beacons_total",
-                &[&format!("outcome=\"{label}\"")],
-            )
-        };
-        let total = support::metric(metrics, "porchlight_beacons_total", &[]);
-        let seconds = support::metric(metrics, "porchlight_ingest_seconds_sum", &[]);
-        let count = support::metric(metrics, "porchlight_ingest_seconds_count", &[]);
-        println!(
-            "porchlight /metrics: {total:.0} beacons: {:.0} recorded, {:.0} crawler, {:.0} \
-             ignored, {:.0} other; mean time in the ingest pipeline (after body read and parse \
-             checks) {:.2} µs",
-            outcome("recorded"),
-            outcome("crawler"),
-            outcome("ignored"),
-            total - outcome("recorded") - outcome("crawler") - outcome("ignored"),
-            if count > 0.0 {
-                seconds / count * 1e6
-            } else {
-                0.0
-            },
-        );
-        if outcome("recorded") + outcome("crawler") < total * 0.99 {
-            bail!("more than 1% of Porchlight's beacons were not recorded: the traffic is wrong");
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    // The two measured servers first; diagnostic variants after them, if asked for.
+    let mut names: Vec<String> = vec!["baseline".into(), "porchlight".into()];
+    if let Ok(extra) = std::env::var("BENCH_INGEST_TARGETS") {
+        for name in extra.split(',').map(str::trim).filter(|name| !name.is_empty()) {
+            if !DIAGNOSTIC_TARGETS.contains(&name) {
+                bail!(
+                    "BENCH_INGEST_TARGETS: unknown {name:?}; known: {}",
+                    DIAGNOSTIC_TARGETS.join(", ")
+                );
+            }
+            names.push(name.to_owned());
         }
     }
-    println!(
-        "per beacon: porchlight {:.2} µs of server CPU, baseline {:.2} µs",
-        porchlight.cpu.server / porchlight.rate * 1e6,
-        baseline.cpu.server / baseline.rate * 1e6,
-    );
-    println!();
-    println!(
-        "ingest_ratio {:.2} (porchlight {:.0}/s, baseline {:.0}/s)",
-        porchlight.rate / baseline.rate,
-        porchlight.rate,
-        baseline.rate,
-    );
-    Ok(())
+    let mut targets = Vec::new();
+    for name in names {
+        let role = format!("{name}-server");
+        let server = ServerProcess::start(&role, &[])?;
+        let requests = Arc::new(Requests::new(&pool, &traffic, server.addr));
+        targets.push(Target {
+            name,
+            server,
+            requests,
+            counters: Arc::default(),
+            streams: Vec::new(),
+            windows: Vec::new(),
+        });
+    }
+    let result = runtime.block_on(bench(&mut targets, &config));
+    drop(runtime);
+    let mut stopped = Ok(());
+    for target in targets {
+        stopped = stopped.and(target.server.stop());
+    }
+    result?;
+    stopped
 }
 
-fn report(name: &str, outcome: &Outcome) {
-    let cpu = outcome.cpu;
-    println!(
-        "{name:>10}: {:>7.0} req/s; server {:>5.1}% of core {SERVER_CPU} (core {SERVER_CPU} busy \
-         {:>5.1}% in all); load generator {:>5.1}% of core {CLIENT_CPU}; mean latency {:.2} ms",
-        outcome.rate,
-        100.0 * cpu.server,
-        100.0 * cpu.server_core,
-        100.0 * cpu.client,
-        1e3 * outcome.connections as f64 / outcome.rate,
-    );
-    if cpu.server < 0.9 {
-        println!(
-            "{name:>10}: WARNING: the server used only {:.0}% of its core: something else (the \
-             load generator at {:.0}% of its core, or other work on core {SERVER_CPU}) limited \
-             this figure",
-            100.0 * cpu.server,
-            100.0 * cpu.client,
-        );
-    }
-    if cpu.server_core - cpu.server > 0.1 {
-        println!(
-            "{name:>10}: WARNING: {:.0}% of core {SERVER_CPU} went to something other than the \
-             server (interrupts or other processes): the machine is not quiet",
-            100.0 * (cpu.server_core - cpu.server),
-        );
+/// One server under test and its side of the load generator.
+struct Target {
+    name: String,
+    server: ServerProcess,
+    requests: Arc<Requests>,
+    counters: Arc<Counters>,
+    /// The keep-alive connections, while no loop runs on them.
+    streams: Vec<TcpStream>,
+    windows: Vec<Window>,
+}
+
+/// One measured window.
+struct Window {
+    requests: u64,
+    seconds: f64,
+    cpu: CpuUse,
+}
+
+impl Window {
+    fn rate(&self) -> f64 {
+        self.requests as f64 / self.seconds
     }
 }
 
-/// Shared by the connections of one run.
 #[derive(Default)]
 struct Counters {
     next: AtomicUsize,
     ok: AtomicU64,
     failed: AtomicU64,
-    stop: AtomicBool,
     first_failure: std::sync::Mutex<Option<String>>,
 }
 
-fn measure(
-    name: &str,
-    role: &str,
-    traffic: &Traffic,
-    beacons: &[traffic::Beacon],
-    config: &Config,
-) -> anyhow::Result<Outcome> {
-    println!("{name}: starting the server");
-    let server = ServerProcess::start(role, &[])?;
-    let requests: Arc<Vec<Vec<u8>>> = Arc::new(
-        beacons
-            .iter()
-            .map(|beacon| {
-                traffic::request(server.addr, &traffic.visitors[beacon.visitor], &beacon.body)
-            })
-            .collect(),
-    );
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
-    let outcome = runtime.block_on(async {
-        let mut outcome = load(name, &server, requests, config).await?;
-        if role == "porchlight-server" {
-            outcome.metrics = Some(
-                reqwest::get(format!("http://{}/metrics", server.addr))
-                    .await?
-                    .error_for_status()?
-                    .text()
-                    .await?,
-            );
-        }
-        anyhow::Ok(outcome)
-    });
-    drop(runtime);
-    let stopped = server.stop();
-    let outcome = outcome?;
-    stopped?;
-    report(name, &outcome);
-    Ok(outcome)
+impl Counters {
+    fn answered(&self) -> u64 {
+        self.ok.load(Ordering::Relaxed) + self.failed.load(Ordering::Relaxed)
+    }
 }
 
-async fn load(
-    name: &str,
-    server: &ServerProcess,
-    requests: Arc<Vec<Vec<u8>>>,
-    config: &Config,
-) -> anyhow::Result<Outcome> {
-    let counters = Arc::new(Counters::default());
-    let mut connections = JoinSet::new();
-    for _ in 0..config.connections {
-        let stream = TcpStream::connect(server.addr)
+/// Totals over windows: requests per second, and server CPU µs per request.
+fn totals(windows: &[&Window]) -> (f64, f64) {
+    let requests: u64 = windows.iter().map(|w| w.requests).sum();
+    let seconds: f64 = windows.iter().map(|w| w.seconds).sum();
+    let cpu: f64 = windows.iter().map(|w| w.cpu.server * w.seconds).sum();
+    (
+        requests as f64 / seconds,
+        cpu / requests.max(1) as f64 * 1e6,
+    )
+}
+
+async fn bench(targets: &mut [Target], config: &Config) -> anyhow::Result<()> {
+    for target in targets.iter_mut() {
+        for _ in 0..config.connections {
+            let stream = TcpStream::connect(target.server.addr)
+                .await
+                .with_context(|| format!("connecting to the {} server", target.name))?;
+            stream.set_nodelay(true)?;
+            target.streams.push(stream);
+        }
+        let started = Instant::now();
+        let prime = target.requests.prime_len() as u64;
+        target
+            .drive(
+                config.busy_poll,
+                config.warmup + Duration::from_secs(120),
+                |elapsed, answered| elapsed >= config.warmup && answered >= prime,
+            )
             .await
-            .context("connecting to the server")?;
-        stream.set_nodelay(true)?;
-        connections.spawn(connection(
-            stream,
-            Arc::clone(&requests),
-            Arc::clone(&counters),
-        ));
-    }
-
-    // Warm-up: the configured time, and at least one beacon from every visitor.
-    let started = Instant::now();
-    let give_up = config.warmup + Duration::from_secs(60);
-    loop {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-        if let Some(ended) = connections.try_join_next() {
-            ended??;
-            bail!("a connection ended early");
-        }
-        let done = counters.ok.load(Ordering::Relaxed) + counters.failed.load(Ordering::Relaxed);
-        if started.elapsed() >= config.warmup && done >= config.visitors as u64 {
-            break;
-        }
-        if started.elapsed() > give_up {
-            bail!("warm-up: only {done} responses in {}s", give_up.as_secs());
-        }
-    }
-    println!(
-        "{name}: warmed up in {:.1}s; measuring for {}s",
-        started.elapsed().as_secs_f64(),
-        config.measure.as_secs()
-    );
-
-    let window = CpuWindow::start(server.pid)?;
-    let before = counters.ok.load(Ordering::Relaxed);
-    let measured_from = Instant::now();
-    tokio::time::sleep(config.measure).await;
-    let after = counters.ok.load(Ordering::Relaxed);
-    let elapsed = measured_from.elapsed().as_secs_f64();
-    let cpu = window.finish()?;
-
-    counters.stop.store(true, Ordering::Relaxed);
-    let drained = tokio::time::timeout(Duration::from_secs(10), async {
-        while let Some(ended) = connections.join_next().await {
-            ended??;
-        }
-        anyhow::Ok(())
-    })
-    .await;
-    match drained {
-        Ok(result) => result?,
-        Err(_) => bail!("connections did not finish within 10s of the end"),
-    }
-    let failed = counters.failed.load(Ordering::Relaxed);
-    if failed > 0 {
-        let first = counters.first_failure.lock().expect("lock").clone();
-        bail!(
-            "{failed} requests failed; the first answer was:\n{}",
-            first.unwrap_or_default()
+            .with_context(|| format!("warming up the {} server", target.name))?;
+        println!(
+            "{}: warmed up in {:.1}s",
+            target.name,
+            started.elapsed().as_secs_f64()
         );
     }
-    Ok(Outcome {
-        rate: (after - before) as f64 / elapsed,
-        cpu,
-        connections: config.connections,
-        metrics: None,
-    })
+
+    let window = config.measure / config.rounds;
+    for round in 0..config.rounds {
+        // Baseline first in even rounds, Porchlight first in odd ones.
+        let order: Vec<usize> = if round % 2 == 0 {
+            (0..targets.len()).collect()
+        } else {
+            (0..targets.len()).rev().collect()
+        };
+        for index in order {
+            let target = &mut targets[index];
+            let measured = target.window(config.busy_poll, window).await?;
+            let warning = measured.cpu.warning(true);
+            println!(
+                "round {}: {:>10} {:>7.0} req/s; server {:>5.1}% of core {SERVER_CPU} (core \
+                 busy {:>5.1}%, stolen {:>4.1}%); load generator {:>5.1}% of core {CLIENT_CPU}{}",
+                round + 1,
+                target.name,
+                measured.rate(),
+                100.0 * measured.cpu.server,
+                100.0 * measured.cpu.server_core,
+                100.0 * measured.cpu.steal,
+                100.0 * measured.cpu.client,
+                warning
+                    .map(|w| format!("\n         {w}"))
+                    .unwrap_or_default(),
+            );
+            target.windows.push(measured);
+        }
+    }
+
+    let metrics = reqwest::get(format!("http://{}/metrics", targets[1].server.addr))
+        .await?
+        .error_for_status()?
+        .text()
+        .await?;
+    let outcome = |label: &str| {
+        support::metric(
+            &metrics,
+            "porchlight_beacons_total",
+            &[&format!("outcome=\"{label}\"")],
+        )
+    };
+    let total = support::metric(&metrics, "porchlight_beacons_total", &[]);
+    let seconds = support::metric(&metrics, "porchlight_ingest_seconds_sum", &[]);
+    let count = support::metric(&metrics, "porchlight_ingest_seconds_count", &[]);
+    println!();
+    println!(
+        "porchlight /metrics: {total:.0} beacons: {:.0} recorded, {:.0} crawler, {:.0} other; \
+         mean time in engage::Ingest::record {:.2} µs; {:.0} profile writes pending",
+        outcome("recorded"),
+        outcome("crawler"),
+        total - outcome("recorded") - outcome("crawler"),
+        if count > 0.0 {
+            seconds / count * 1e6
+        } else {
+            0.0
+        },
+        support::metric(&metrics, "porchlight_profile_writes_pending", &[]),
+    );
+    if outcome("recorded") + outcome("crawler") < total * 0.99 {
+        bail!("more than 1% of Porchlight's beacons were not recorded: the traffic is wrong");
+    }
+
+    // Rounds where either window was disturbed (the server short of its core, or the core
+    // busy with something else) are left out of the headline, unless all were.
+    let rounds: Vec<(&Window, &Window)> =
+        targets[0].windows.iter().zip(&targets[1].windows).collect();
+    let clean: Vec<(&Window, &Window)> = rounds
+        .iter()
+        .copied()
+        .filter(|(b, p)| b.cpu.warning(true).is_none() && p.cpu.warning(true).is_none())
+        .collect();
+    let used = if clean.is_empty() {
+        println!("WARNING: every round was disturbed; the figures below use them all");
+        rounds.clone()
+    } else {
+        clean
+    };
+    let pick = |side: usize| -> Vec<&Window> {
+        used.iter()
+            .map(|pair| if side == 0 { pair.0 } else { pair.1 })
+            .collect()
+    };
+    let (baseline, baseline_cpu) = totals(&pick(0));
+    let (porchlight, porchlight_cpu) = totals(&pick(1));
+    let ratios: Vec<f64> = used.iter().map(|(b, p)| p.rate() / b.rate()).collect();
+    let min = ratios.iter().copied().fold(f64::INFINITY, f64::min);
+    let max = ratios.iter().copied().fold(0.0, f64::max);
+    println!(
+        "rounds used: {} of {}; porchlight/baseline per round {min:.2} to {max:.2}",
+        used.len(),
+        rounds.len()
+    );
+    for (name, rate, cpu) in [
+        ("baseline", baseline, baseline_cpu),
+        ("porchlight", porchlight, porchlight_cpu),
+    ] {
+        println!(
+            "{name:>10}: {rate:>7.0} req/s; {cpu:.2} µs of server CPU per request; mean latency \
+             {:.2} ms",
+            1e3 * config.connections as f64 / rate,
+        );
+    }
+    for target in &targets[2..] {
+        let windows: Vec<&Window> = target.windows.iter().collect();
+        let (rate, cpu) = totals(&windows);
+        println!(
+            "{:>10}: {rate:>7.0} req/s; {cpu:.2} µs of server CPU per request (diagnostic, all \
+             its windows)",
+            target.name
+        );
+    }
+    println!(
+        "CPU per request, baseline / porchlight: {:.2} (the ratio of throughputs at 100% of a \
+         core)",
+        baseline_cpu / porchlight_cpu
+    );
+    println!();
+    println!(
+        "ingest_ratio {:.2} (porchlight {porchlight:.0}/s, baseline {baseline:.0}/s)",
+        porchlight / baseline,
+    );
+    Ok(())
 }
 
-/// One keep-alive connection of the closed loop: send the next request, read its response.
+impl Target {
+    /// Runs the closed loop until `done(elapsed, answered)` says so (or `limit` passes, an
+    /// error).
+    async fn drive(
+        &mut self,
+        busy_poll: bool,
+        limit: Duration,
+        done: impl Fn(Duration, u64) -> bool,
+    ) -> anyhow::Result<()> {
+        let running = self.start_loop(busy_poll);
+        let started = Instant::now();
+        let result = loop {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            if done(started.elapsed(), self.counters.answered()) {
+                break Ok(());
+            }
+            if started.elapsed() > limit {
+                break Err(anyhow::anyhow!(
+                    "only {} responses in {}s",
+                    self.counters.answered(),
+                    limit.as_secs()
+                ));
+            }
+        };
+        self.stop_loop(running).await?;
+        result
+    }
+
+    /// Runs the closed loop for [`SETTLE`] plus `length`, measuring the last `length`.
+    async fn window(&mut self, busy_poll: bool, length: Duration) -> anyhow::Result<Window> {
+        let running = self.start_loop(busy_poll);
+        tokio::time::sleep(SETTLE).await;
+        let cpu = CpuWindow::start(self.server.pid)?;
+        let before = self.counters.ok.load(Ordering::Relaxed);
+        let started = Instant::now();
+        tokio::time::sleep(length).await;
+        let requests = self.counters.ok.load(Ordering::Relaxed) - before;
+        let seconds = started.elapsed().as_secs_f64();
+        let cpu = cpu.finish()?;
+        self.stop_loop(running).await?;
+        Ok(Window {
+            requests,
+            seconds,
+            cpu,
+        })
+    }
+
+    fn start_loop(&mut self, busy_poll: bool) -> Loop {
+        let stop = Arc::new(AtomicBool::new(false));
+        let mut tasks = JoinSet::new();
+        let spinner = busy_poll.then(|| {
+            let stop = Arc::clone(&stop);
+            tokio::spawn(async move {
+                while !stop.load(Ordering::Relaxed) {
+                    tokio::task::yield_now().await;
+                }
+            })
+        });
+        for stream in self.streams.drain(..) {
+            tasks.spawn(connection(
+                stream,
+                Arc::clone(&self.requests),
+                Arc::clone(&self.counters),
+                Arc::clone(&stop),
+            ));
+        }
+        Loop {
+            stop,
+            tasks,
+            spinner,
+        }
+    }
+
+    async fn stop_loop(&mut self, running: Loop) -> anyhow::Result<()> {
+        let Loop {
+            stop,
+            mut tasks,
+            spinner,
+        } = running;
+        stop.store(true, Ordering::Relaxed);
+        if let Some(spinner) = spinner {
+            spinner.await?;
+        }
+        let joined = tokio::time::timeout(Duration::from_secs(10), async {
+            while let Some(ended) = tasks.join_next().await {
+                self.streams.push(ended??);
+            }
+            anyhow::Ok(())
+        })
+        .await;
+        match joined {
+            Ok(result) => result.with_context(|| format!("a {} connection", self.name))?,
+            Err(_) => bail!("{} connections did not stop within 10s", self.name),
+        }
+        let failed = self.counters.failed.load(Ordering::Relaxed);
+        if failed > 0 {
+            let first = self.counters.first_failure.lock().expect("lock").clone();
+            bail!(
+                "{failed} requests to {} failed; the first answer was:\n{}",
+                self.name,
+                first.unwrap_or_default()
+            );
+        }
+        Ok(())
+    }
+}
+
+/// The connection tasks of a running closed loop.
+struct Loop {
+    stop: Arc<AtomicBool>,
+    tasks: JoinSet<anyhow::Result<TcpStream>>,
+    /// Keeps this thread from sleeping (see `BENCH_BUSY_POLL`).
+    spinner: Option<tokio::task::JoinHandle<()>>,
+}
+
+/// One keep-alive connection of the closed loop: send the next request, read its response;
+/// gives the connection back when stopped.
 async fn connection(
     mut stream: TcpStream,
-    requests: Arc<Vec<Vec<u8>>>,
+    requests: Arc<Requests>,
     counters: Arc<Counters>,
-) -> anyhow::Result<()> {
+    stop: Arc<AtomicBool>,
+) -> anyhow::Result<TcpStream> {
     let mut responses = ResponseReader::default();
-    while !counters.stop.load(Ordering::Relaxed) {
-        let index = counters.next.fetch_add(1, Ordering::Relaxed) % requests.len();
-        stream.write_all(&requests[index]).await?;
+    while !stop.load(Ordering::Relaxed) {
+        let n = counters.next.fetch_add(1, Ordering::Relaxed);
+        stream.write_all(requests.nth(n)).await?;
         let status = responses.next(&mut stream).await?;
         if (200..300).contains(&status) {
             counters.ok.fetch_add(1, Ordering::Relaxed);
@@ -339,5 +494,5 @@ async fn connection(
             }
         }
     }
-    Ok(())
+    Ok(stream)
 }

@@ -26,11 +26,10 @@ mod support;
 
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context as _, bail};
-use futures_util::StreamExt as _;
 use hdrhistogram::Histogram;
 use memchr::memmem;
 use tokio::io::AsyncWriteExt as _;
@@ -38,18 +37,16 @@ use tokio::net::TcpStream;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
-use tokio_tungstenite::WebSocketStream;
-use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::tungstenite::client::IntoClientRequest as _;
-use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
 use support::http1::ResponseReader;
 use support::procs::{CLIENT_CPU, CpuWindow, SERVER_CPU, ServerProcess};
 use support::servers::{OWNER_EMAIL, OWNER_PASSWORD};
-use support::traffic::{self, ORIGIN, SITE, Traffic, Visitor};
+use support::traffic::{self, ORIGIN, Requests, SITE, Traffic, Visitor};
+use support::ws::{self, Panel};
 
 const ROUNDS: usize = 4;
 const PAGE_VIEW_SHARE: f64 = 0.3;
+const NEW_VISIT_SHARE: f64 = 0.01;
 /// Probes rotate over this many visitors (so one visitor gets a probe every few seconds,
 /// never two in one push interval).
 const PROBE_VISITORS: usize = 64;
@@ -109,18 +106,20 @@ fn run() -> anyhow::Result<()> {
         config.measure.as_secs(),
     );
     let mut traffic = Traffic::new(config.visitors, 0x1b6e57);
-    let beacons = traffic.beacons(ROUNDS, PAGE_VIEW_SHARE);
-    let probe_visitors = Traffic::new(PROBE_VISITORS, 0x9e0b).visitors;
+    let pool = traffic.pool(ROUNDS, PAGE_VIEW_SHARE, NEW_VISIT_SHARE);
+    println!(
+        "panel_latency: {} visitors; {}",
+        config.visitors,
+        pool.describe()
+    );
+    // Probes come from browsers (a crawler is never listed).
+    let mut probe_visitors = Traffic::new(PROBE_VISITORS, 0x9e0b).visitors;
+    for (index, visitor) in probe_visitors.iter_mut().enumerate() {
+        visitor.user_agent = traffic::BROWSERS[index % traffic::BROWSERS.len()];
+    }
 
     let server = ServerProcess::start("porchlight-server", &["--owner"])?;
-    let requests: Arc<Vec<Vec<u8>>> = Arc::new(
-        beacons
-            .iter()
-            .map(|beacon| {
-                traffic::request(server.addr, &traffic.visitors[beacon.visitor], &beacon.body)
-            })
-            .collect(),
-    );
+    let requests = Arc::new(Requests::new(&pool, &traffic, server.addr));
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
@@ -163,19 +162,19 @@ struct SenderCounters {
 /// What one panel saw.
 #[derive(Default)]
 struct PanelStats {
+    /// Frames and bytes received in the measured window.
     frames: u64,
-    snapshots: u64,
     bytes: u64,
+    /// Snapshots received after the first (resynchronisations), over the whole run.
+    snapshots: u64,
     /// First sighting of each probe: (probe, latency in ns).
     probes: Vec<(usize, u64)>,
     unknown_markers: u64,
 }
 
-type Panel = WebSocketStream<TcpStream>;
-
 async fn bench(
     server: &ServerProcess,
-    requests: Arc<Vec<Vec<u8>>>,
+    requests: Arc<Requests>,
     probe_visitors: &[Visitor],
     config: &Config,
 ) -> anyhow::Result<()> {
@@ -198,9 +197,15 @@ async fn bench(
         sent: (0..capacity).map(|_| AtomicU64::new(0)).collect(),
     });
     let (stop, stopped) = watch::channel(false);
+    let measuring = Arc::new(AtomicBool::new(false));
     let mut panel_tasks = JoinSet::new();
     for panel in panels {
-        panel_tasks.spawn(watch_panel(panel, Arc::clone(&book), stopped.clone()));
+        panel_tasks.spawn(watch_panel(
+            panel,
+            Arc::clone(&book),
+            Arc::clone(&measuring),
+            stopped.clone(),
+        ));
     }
 
     // The sender's connections.
@@ -245,6 +250,7 @@ async fn bench(
             .as_millis() as i64;
         let body = traffic::beacon_body(
             who,
+            &who.sid,
             "pageview",
             &url,
             "Shipping – Checkout | Example Outfitters",
@@ -256,6 +262,32 @@ async fn bench(
     for visitor in 0..PROBE_VISITORS {
         send(Outgoing::Raw(probe_request(visitor, false)));
     }
+    // Then every background visitor's landing page view, as fast as the server takes them, so
+    // that the run starts in the steady state (the panels get large deltas meanwhile).
+    let priming = Instant::now();
+    for n in 0..requests.prime_len() {
+        send(Outgoing::Pooled(n));
+    }
+    let primed = (requests.prime_len() + PROBE_VISITORS) as u64;
+    loop {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        if let Some(ended) = conn_tasks.try_join_next() {
+            ended??;
+            bail!("a beacon connection ended early");
+        }
+        let answered =
+            counters.ok.load(Ordering::Relaxed) + counters.failed.load(Ordering::Relaxed);
+        if answered >= primed {
+            break;
+        }
+        if priming.elapsed() > Duration::from_secs(120) {
+            bail!("priming: only {answered} of {primed} beacons answered in 120s");
+        }
+    }
+    println!(
+        "panel_latency: {primed} visitors live after {:.1}s of priming",
+        priming.elapsed().as_secs_f64()
+    );
 
     // The open-loop ticker.
     let probe_every = (config.rate / config.probes_per_second).max(1);
@@ -263,7 +295,7 @@ async fn bench(
     let mut interval = tokio::time::interval(Duration::from_millis(1));
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut sent: u64 = 0;
-    let mut pooled = 0usize;
+    let mut pooled = requests.prime_len();
     let mut probes = 0usize;
     let mut measured_probes = None;
     let mut window = None;
@@ -277,19 +309,21 @@ async fn bench(
                 Instant::now(),
             ));
             measured_probes = Some(probes..probes);
+            measuring.store(true, Ordering::Relaxed);
         }
         if elapsed >= total {
+            measuring.store(false, Ordering::Relaxed);
             break;
         }
         let due = (elapsed.as_secs_f64() * config.rate as f64) as u64;
         while sent < due {
-            if sent % probe_every == 0 && probes < capacity {
+            if sent.is_multiple_of(probe_every) && probes < capacity {
                 let intended = start + Duration::from_secs_f64(sent as f64 / config.rate as f64);
                 book.due[probes].store(book.nanos(intended), Ordering::Relaxed);
                 send(Outgoing::Probe(probes, probe_request(probes, true)));
                 probes += 1;
             } else {
-                send(Outgoing::Pooled(pooled % requests.len()));
+                send(Outgoing::Pooled(pooled));
                 pooled += 1;
             }
             sent += 1;
@@ -304,7 +338,6 @@ async fn bench(
     let written = counters.written.load(Ordering::Relaxed) - written_before;
     let send_rate = written as f64 / measured_from.elapsed().as_secs_f64();
     let measured_probes = measured_probes.context("no measured window")?;
-    drop(send);
     drop(outboxes);
 
     // Let the last deltas arrive, then collect.
@@ -315,7 +348,7 @@ async fn bench(
         stats.push(panel??);
     }
     // Connections that ended by themselves ended with an error; the rest are stopped.
-    while let Some(task) = conn_tasks.try_join_next() {
+    if let Some(task) = conn_tasks.try_join_next() {
         task??;
         bail!("a beacon connection ended early");
     }
@@ -406,20 +439,35 @@ fn report(input: ReportInput<'_>) -> anyhow::Result<()> {
         }
         delivered.push(count);
     }
+    // Per probe: the first and the last panel to see it.
+    let mut first_last: Vec<Option<(u64, u64)>> = vec![None; book.sent.len()];
+    for panel in stats {
+        for &(probe, nanos) in &panel.probes {
+            if measured.contains(&probe) {
+                let entry = first_last[probe].get_or_insert((nanos, nanos));
+                entry.0 = entry.0.min(nanos);
+                entry.1 = entry.1.max(nanos);
+            }
+        }
+    }
+    let mut first = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?;
+    let mut spread = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?;
+    for (low, high) in first_last.iter().flatten() {
+        first.saturating_record((low / 1_000).max(1));
+        spread.saturating_record(((high - low) / 1_000).max(1));
+    }
     let frames: u64 = stats.iter().map(|panel| panel.frames).sum();
     let snapshots: u64 = stats.iter().map(|panel| panel.snapshots).sum();
     let bytes: u64 = stats.iter().map(|panel| panel.bytes).sum();
     let unknown: u64 = stats.iter().map(|panel| panel.unknown_markers).sum();
-    let run_seconds = (config.warmup + config.measure + GRACE).as_secs_f64();
+    let seconds = config.measure.as_secs_f64();
     println!(
-        "panels: {} frames received after their first snapshot ({:.1} per panel per second, \
-         {} of them resync snapshots), {:.1} MB in all ({:.1} MB/s over all panels, mean frame \
-         {:.1} KB)",
-        frames,
-        frames as f64 / stats.len() as f64 / run_seconds,
-        snapshots,
+        "panels, measured window: {frames} frames ({:.1} per panel per second), {:.1} MB \
+         ({:.1} MB/s over all panels, mean frame {:.1} KB); resync snapshots over the whole \
+         run: {snapshots}",
+        frames as f64 / stats.len() as f64 / seconds,
         bytes as f64 / 1e6,
-        bytes as f64 / 1e6 / run_seconds,
+        bytes as f64 / 1e6 / seconds,
         bytes as f64 / frames.max(1) as f64 / 1e3,
     );
     let min = delivered.iter().copied().min().unwrap_or(0);
@@ -449,13 +497,30 @@ fn report(input: ReportInput<'_>) -> anyhow::Result<()> {
         latency.value_at_quantile(0.999) as f64 / 1e3,
         latency.max() as f64 / 1e3,
     );
+    if !first.is_empty() {
+        println!(
+            "per probe: first panel to see it p50 {:.1} ms, p99 {:.1} ms; last panel later than \
+             the first by p50 {:.1} ms, p99 {:.1} ms (the fan-out to {} panels)",
+            first.value_at_quantile(0.5) as f64 / 1e3,
+            first.value_at_quantile(0.99) as f64 / 1e3,
+            spread.value_at_quantile(0.5) as f64 / 1e3,
+            spread.value_at_quantile(0.99) as f64 / 1e3,
+            stats.len(),
+        );
+    }
     println!(
         "cpu over the measured window: server {:.1}% of core {SERVER_CPU} (core {SERVER_CPU} \
-         busy {:.1}% in all); this process (sender and panels) {:.1}% of core {CLIENT_CPU}",
+         busy {:.1}% in all, {:.1}% stolen by the hypervisor); this process (sender and \
+         panels) {:.1}% of core {CLIENT_CPU} ({:.1}% stolen)",
         100.0 * cpu.server,
         100.0 * cpu.server_core,
+        100.0 * cpu.steal,
         100.0 * cpu.client,
+        100.0 * cpu.client_steal,
     );
+    if let Some(warning) = cpu.warning(false) {
+        println!("{warning}: latencies include waiting for the CPU");
+    }
     if cpu.client > 0.9 {
         println!(
             "WARNING: the sender and panels used {:.0}% of their core: receive times may \
@@ -503,29 +568,29 @@ async fn login(addr: std::net::SocketAddr) -> anyhow::Result<String> {
 }
 
 async fn open_panel(addr: std::net::SocketAddr, cookie: &str) -> anyhow::Result<Panel> {
-    let mut request = format!("ws://{addr}/api/sites/{SITE}/live").into_client_request()?;
-    request.headers_mut().insert("cookie", cookie.parse()?);
-    let stream = TcpStream::connect(addr).await?;
-    stream.set_nodelay(true)?;
-    // Snapshots of a busy site are large: allow them whole.
-    let config = WebSocketConfig::default()
-        .max_message_size(Some(256 << 20))
-        .max_frame_size(Some(256 << 20));
-    let (mut panel, _) = tokio_tungstenite::client_async_with_config(request, stream, Some(config))
-        .await
-        .context("opening a live panel")?;
-    match panel.next().await {
-        Some(Ok(Message::Text(text))) if text.as_str().starts_with(r#"{"type":"snapshot""#) => {
-            Ok(panel)
-        }
-        other => bail!("expected a snapshot frame first, got {other:?}"),
+    let mut panel = Panel::connect(
+        addr,
+        &format!("/api/sites/{SITE}/live"),
+        &[("Cookie", cookie)],
+    )
+    .await
+    .context("opening a live panel")?;
+    let first = panel.next().await?;
+    if first.opcode != ws::TEXT || !first.payload.starts_with(br#"{"type":"snapshot""#) {
+        bail!(
+            "expected a snapshot frame first, got {:?}",
+            String::from_utf8_lossy(&first.payload[..first.payload.len().min(200)])
+        );
     }
+    Ok(panel)
 }
 
-/// Reads a panel's frames until told to stop, noting the first sighting of every probe.
+/// Reads a panel's frames until told to stop, noting the first sighting of every probe, and
+/// counting frames and bytes while `measuring`.
 async fn watch_panel(
     mut panel: Panel,
     book: Arc<ProbeBook>,
+    measuring: Arc<AtomicBool>,
     mut stop: watch::Receiver<bool>,
 ) -> anyhow::Result<PanelStats> {
     let finder = memmem::Finder::new(MARKER);
@@ -534,20 +599,21 @@ async fn watch_panel(
     loop {
         let frame = tokio::select! {
             _ = stop.changed() => break,
-            frame = panel.next() => frame,
-        };
-        let text = match frame {
-            Some(Ok(Message::Text(text))) => text,
-            Some(Ok(Message::Close(_))) | None => bail!("the server closed a panel"),
-            Some(Ok(_)) => continue,
-            Some(Err(error)) => return Err(error).context("reading a panel"),
+            frame = panel.next() => frame.context("reading a panel")?,
         };
         let received = book.nanos(Instant::now());
-        let bytes = text.as_str().as_bytes();
-        stats.frames += 1;
-        stats.bytes += bytes.len() as u64;
+        match frame.opcode {
+            ws::TEXT => {}
+            ws::CLOSE => bail!("the server closed a panel"),
+            _ => continue,
+        }
+        let bytes = frame.payload;
         if bytes.starts_with(br#"{"type":"snapshot""#) {
             stats.snapshots += 1;
+        }
+        if measuring.load(Ordering::Relaxed) {
+            stats.frames += 1;
+            stats.bytes += bytes.len() as u64;
         }
         for at in finder.find_iter(bytes) {
             let digits = &bytes[at + MARKER.len()..];
@@ -574,7 +640,7 @@ async fn watch_panel(
             }
         }
     }
-    let _ = panel.close(None).await;
+    panel.close().await;
     Ok(stats)
 }
 
@@ -582,7 +648,7 @@ async fn watch_panel(
 async fn write_beacons(
     mut write: OwnedWriteHalf,
     mut outbox: mpsc::UnboundedReceiver<Outgoing>,
-    requests: Arc<Vec<Vec<u8>>>,
+    requests: Arc<Requests>,
     book: Arc<ProbeBook>,
     counters: Arc<SenderCounters>,
     read: Arc<AtomicU64>,
@@ -590,7 +656,7 @@ async fn write_beacons(
     let mut written = 0u64;
     while let Some(item) = outbox.recv().await {
         match item {
-            Outgoing::Pooled(index) => write.write_all(&requests[index]).await?,
+            Outgoing::Pooled(n) => write.write_all(requests.nth(n)).await?,
             Outgoing::Raw(request) => write.write_all(&request).await?,
             Outgoing::Probe(probe, request) => {
                 book.sent[probe].store(book.nanos(Instant::now()), Ordering::Relaxed);

@@ -1,6 +1,6 @@
 //! Code shared by the `ingest` and `panel_latency` benchmarks (each includes this directory as
 //! its `support` module): realistic traffic, server child processes pinned to a core, CPU time,
-//! and a minimal HTTP/1.1 response reader.
+//! a minimal HTTP/1.1 response reader and a minimal listening WebSocket client.
 
 // Each benchmark uses its own part of this.
 #![allow(dead_code)]
@@ -9,6 +9,7 @@ pub mod http1;
 pub mod procs;
 pub mod servers;
 pub mod traffic;
+pub mod ws;
 
 use std::time::Duration;
 

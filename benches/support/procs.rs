@@ -48,19 +48,19 @@ fn require_taskset() -> anyhow::Result<()> {
 pub fn pin_client() -> Option<ExitCode> {
     let pinned = || -> anyhow::Result<Option<ExitCode>> {
         require_taskset()?;
-        let online = std::thread::available_parallelism().map_or(1, |n| n.get());
-        if online <= SERVER_CPU.max(CLIENT_CPU) {
-            bail!(
-                "needs cores {SERVER_CPU} and {CLIENT_CPU} (one for the server, one for the \
-                 load); this machine offers {online}"
-            );
-        }
         if std::env::var_os(PINNED_ENV).is_some() {
             let allowed = allowed_cpus("self")?;
             if allowed != CLIENT_CPU.to_string() {
                 bail!("expected to run on core {CLIENT_CPU}, but may run on {allowed}");
             }
             return Ok(None);
+        }
+        let usable = std::thread::available_parallelism().map_or(1, |n| n.get());
+        if usable < 2 {
+            bail!(
+                "needs cores {SERVER_CPU} and {CLIENT_CPU} (one for the server, one for the \
+                 load); this process may use {usable}"
+            );
         }
         let exe = std::env::current_exe().context("path of the benchmark binary")?;
         let status = Command::new("taskset")
@@ -98,13 +98,16 @@ pub fn allowed_cpus(pid: &str) -> anyhow::Result<String> {
 
 /// Clock ticks per second of the `/proc` CPU times.
 pub fn clock_ticks() -> f64 {
-    Command::new("getconf")
-        .arg("CLK_TCK")
-        .output()
-        .ok()
-        .and_then(|out| String::from_utf8(out.stdout).ok())
-        .and_then(|text| text.trim().parse().ok())
-        .unwrap_or(100.0)
+    static TICKS: std::sync::OnceLock<f64> = std::sync::OnceLock::new();
+    *TICKS.get_or_init(|| {
+        Command::new("getconf")
+            .arg("CLK_TCK")
+            .output()
+            .ok()
+            .and_then(|out| String::from_utf8(out.stdout).ok())
+            .and_then(|text| text.trim().parse().ok())
+            .unwrap_or(100.0)
+    })
 }
 
 /// User plus system CPU seconds a process (all its threads) has used: `"self"` or a pid.
@@ -120,8 +123,8 @@ pub fn cpu_seconds(pid: &str, ticks: f64) -> anyhow::Result<f64> {
     Ok((utime + stime) / ticks)
 }
 
-/// Busy and total ticks of one core, from `/proc/stat`.
-pub fn core_ticks(cpu: usize) -> anyhow::Result<(u64, u64)> {
+/// Busy, stolen and total ticks of one core, from `/proc/stat`.
+pub fn core_ticks(cpu: usize) -> anyhow::Result<(u64, u64, u64)> {
     let stat = std::fs::read_to_string("/proc/stat").context("reading /proc/stat")?;
     let label = format!("cpu{cpu} ");
     let line = stat
@@ -136,17 +139,19 @@ pub fn core_ticks(cpu: usize) -> anyhow::Result<(u64, u64)> {
     // user nice system idle iowait irq softirq steal (guest time is inside user).
     let total: u64 = values.iter().take(8).sum();
     let idle = values.get(3).copied().unwrap_or(0) + values.get(4).copied().unwrap_or(0);
-    Ok((total - idle, total))
+    let steal = values.get(7).copied().unwrap_or(0);
+    Ok((total - idle, steal, total))
 }
 
-/// CPU use over a window: of a process, of this process, and of the server's whole core.
+/// CPU use over a window: of a server process, of this process, and of the server's core.
 pub struct CpuWindow {
     ticks: f64,
     server_pid: String,
     started: Instant,
     server: f64,
     client: f64,
-    core: (u64, u64),
+    core: (u64, u64, u64),
+    client_core: (u64, u64, u64),
 }
 
 /// What a [`CpuWindow`] saw, as fractions of one core.
@@ -155,8 +160,42 @@ pub struct CpuUse {
     pub seconds: f64,
     pub server: f64,
     pub client: f64,
-    /// Everything that ran on the server's core (the server, interrupts, other processes).
+    /// Everything that ran on the server's core (the server, interrupts, other processes, and
+    /// time the hypervisor gave to other machines).
     pub server_core: f64,
+    /// Time the hypervisor took from the server's core.
+    pub steal: f64,
+    /// Time the hypervisor took from the client's core.
+    pub client_steal: f64,
+}
+
+impl CpuUse {
+    /// A warning if this window did not measure a saturated server alone on its core
+    /// (`saturated`: the server should have used all of its core).
+    pub fn warning(&self, saturated: bool) -> Option<String> {
+        let mut problems = Vec::new();
+        if saturated && self.server < 0.9 {
+            problems.push(format!(
+                "the server used only {:.0}% of its core (load generator at {:.0}% of its own)",
+                100.0 * self.server,
+                100.0 * self.client
+            ));
+        }
+        if self.server_core - self.server > 0.1 {
+            problems.push(format!(
+                "{:.0}% of core {SERVER_CPU} went elsewhere ({:.0}% stolen by the hypervisor)",
+                100.0 * (self.server_core - self.server),
+                100.0 * self.steal
+            ));
+        }
+        if self.client_steal > 0.1 {
+            problems.push(format!(
+                "the hypervisor stole {:.0}% of core {CLIENT_CPU}",
+                100.0 * self.client_steal
+            ));
+        }
+        (!problems.is_empty()).then(|| format!("WARNING: {}", problems.join("; ")))
+    }
 }
 
 impl CpuWindow {
@@ -167,6 +206,7 @@ impl CpuWindow {
             server: cpu_seconds(&server_pid, ticks)?,
             client: cpu_seconds("self", ticks)?,
             core: core_ticks(SERVER_CPU)?,
+            client_core: core_ticks(CLIENT_CPU)?,
             started: Instant::now(),
             ticks,
             server_pid,
@@ -177,13 +217,17 @@ impl CpuWindow {
         let seconds = self.started.elapsed().as_secs_f64();
         let server = cpu_seconds(&self.server_pid, self.ticks)? - self.server;
         let client = cpu_seconds("self", self.ticks)? - self.client;
-        let (busy, total) = core_ticks(SERVER_CPU)?;
-        let server_core = (busy - self.core.0) as f64 / ((total - self.core.1) as f64).max(1.0);
+        let (busy, steal, total) = core_ticks(SERVER_CPU)?;
+        let total = ((total - self.core.2) as f64).max(1.0);
+        let (_, client_steal, client_total) = core_ticks(CLIENT_CPU)?;
+        let client_total = ((client_total - self.client_core.2) as f64).max(1.0);
         Ok(CpuUse {
             seconds,
             server: server / seconds,
             client: client / seconds,
-            server_core,
+            server_core: (busy - self.core.0) as f64 / total,
+            steal: (steal - self.core.1) as f64 / total,
+            client_steal: (client_steal - self.client_core.1) as f64 / client_total,
         })
     }
 }

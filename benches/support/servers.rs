@@ -6,15 +6,27 @@
 //! - `baseline-server`: a bare axum endpoint at the same path that parses the same body into an
 //!   equivalent struct with serde and answers 204, nothing else: the practical ceiling of an
 //!   axum endpoint on this machine.
+//!
+//! Two more, for diagnosis only (`BENCH_INGEST_TARGETS` in the `ingest` benchmark):
+//!
+//! - `baseline-json-server`: the baseline plus what Porchlight's answer costs around the
+//!   handler: the peer address (`ConnectInfo`), a size-limited body read, the JSON answer and
+//!   the CORS headers, but no validation and no ingest.
+//! - `porchlight-beacon-only-server`: Porchlight's own beacon handler and state, served by a
+//!   router with only that route and no middleware (no `TraceLayer`).
 
 use std::borrow::Cow;
 use std::io::{Read as _, Write as _};
+use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use axum::body::Bytes;
-use axum::http::StatusCode;
+use axum::Json;
+use axum::body::{Body, Bytes};
+use axum::extract::ConnectInfo;
+use axum::http::{HeaderValue, Request, StatusCode, header};
+use axum::response::{IntoResponse as _, Response};
 use axum::routing::post;
 use serde::Deserialize;
 
@@ -39,8 +51,10 @@ pub fn run(role: &str, args: &[String]) -> ExitCode {
     let with_owner = args.iter().any(|arg| arg == "--owner");
     let result = runtime.block_on(async {
         match role {
-            "porchlight-server" => porchlight(with_owner).await,
+            "porchlight-server" => porchlight(with_owner, false).await,
+            "porchlight-beacon-only-server" => porchlight(with_owner, true).await,
             "baseline-server" => baseline().await,
+            "baseline-json-server" => baseline_json().await,
             other => Err(anyhow::anyhow!("unknown role {other:?}")),
         }
     });
@@ -65,14 +79,14 @@ async fn stdin_closed() {
     let _ = rx.await;
 }
 
-fn announce(addr: std::net::SocketAddr) -> anyhow::Result<()> {
+fn announce(addr: SocketAddr) -> anyhow::Result<()> {
     let mut stdout = std::io::stdout();
     writeln!(stdout, "READY {addr}")?;
     stdout.flush()?;
     Ok(())
 }
 
-async fn porchlight(with_owner: bool) -> anyhow::Result<()> {
+async fn porchlight(with_owner: bool, beacon_only: bool) -> anyhow::Result<()> {
     let data_dir = tempfile::tempdir().context("temporary data directory")?;
     let mmdb = data_dir.path().join("sample-city.mmdb");
     std::fs::write(&mmdb, geoip::fixture::city_database()).context("writing the GeoIP fixture")?;
@@ -97,8 +111,20 @@ async fn porchlight(with_owner: bool) -> anyhow::Result<()> {
             )
             .await?;
     }
-    announce(server.addr)?;
-    stdin_closed().await;
+    if beacon_only {
+        let app = axum::Router::new()
+            .route("/v1/beacon", post(dashboards::beacon::post_beacon))
+            .with_state(server.state.clone())
+            .into_make_service_with_connect_info::<SocketAddr>();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        announce(listener.local_addr()?)?;
+        axum::serve(listener, app)
+            .with_graceful_shutdown(stdin_closed())
+            .await?;
+    } else {
+        announce(server.addr)?;
+        stdin_closed().await;
+    }
     tokio::time::timeout(Duration::from_secs(15), server.shutdown())
         .await
         .context("shutdown took longer than 15s")??;
@@ -149,6 +175,45 @@ async fn baseline_beacon(body: Bytes) -> StatusCode {
         }
         Err(_) => StatusCode::BAD_REQUEST,
     }
+}
+
+/// The baseline's parse, with Porchlight's answer and what it takes to give it.
+async fn baseline_json_beacon(
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    request: Request<Body>,
+) -> Response {
+    let origin = request.headers().get(header::ORIGIN).cloned();
+    let Ok(body) = axum::body::to_bytes(request.into_body(), 16 * 1024).await else {
+        return StatusCode::PAYLOAD_TOO_LARGE.into_response();
+    };
+    let Ok(beacon) = serde_json::from_slice::<BaselineBeacon<'_>>(&body) else {
+        return StatusCode::BAD_REQUEST.into_response();
+    };
+    std::hint::black_box((&beacon, peer));
+    let mut response = Json(serde_json::json!({
+        "ok": true,
+        "heartbeat_ms": 15_000,
+        "ignored": Option::<&str>::None,
+    }))
+    .into_response();
+    if let Some(origin) = origin {
+        let headers = response.headers_mut();
+        headers.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin);
+        headers.insert(header::VARY, HeaderValue::from_static("Origin"));
+    }
+    response
+}
+
+async fn baseline_json() -> anyhow::Result<()> {
+    let app = axum::Router::new()
+        .route("/v1/beacon", post(baseline_json_beacon))
+        .into_make_service_with_connect_info::<SocketAddr>();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    announce(listener.local_addr()?)?;
+    axum::serve(listener, app)
+        .with_graceful_shutdown(stdin_closed())
+        .await?;
+    Ok(())
 }
 
 async fn baseline() -> anyhow::Result<()> {

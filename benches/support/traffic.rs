@@ -124,23 +124,41 @@ pub struct Page {
     pub title: String,
 }
 
-/// The shop's pages: product pages, collections and journal articles.
+/// The shop's pages: product pages (often reached from search or recommendations, whose
+/// tracking parameters stay in the address), collections and journal articles.
 pub fn pages() -> Vec<Page> {
     let mut pages = Vec::new();
     for (index, product) in PRODUCTS.iter().enumerate() {
         for (step, adjective) in ADJECTIVES.iter().enumerate() {
+            let k = index * ADJECTIVES.len() + step;
             let category = CATEGORIES[(index + step) % CATEGORIES.len()];
             let name = format!("{adjective} {product}");
             let slug = slug(&name);
+            let variant = 40_000_000_000_000u64 + k as u64 * 7_919;
+            let tracking = match k % 3 {
+                0 => String::new(),
+                1 => format!("&_pos={}&_sid={:09x}&_ss=r", k % 24 + 1, k * 2_654_435),
+                _ => format!(
+                    "&pr_prod_strat=e5_desc&pr_rec_id={:09x}&pr_rec_pid={}&pr_ref_pid={}&pr_seq=uniform",
+                    k * 40_503,
+                    7_401_234_000_000u64 + k as u64,
+                    7_409_876_000_000u64 + (k as u64 * 31) % 997,
+                ),
+            };
+            let category = capitalise(category);
+            let title = if (k / 3).is_multiple_of(2) {
+                format!("{name} – {category} Gear | Example Outfitters")
+            } else {
+                format!(
+                    "{name} – {category} Gear for Men & Women | Free Shipping & Returns | Example Outfitters"
+                )
+            };
             pages.push(Page {
                 url: format!(
-                    "{ORIGIN}/collections/{category}/products/{slug}?variant={}",
-                    40_000_000_000_000u64 + (index * 1_000 + step) as u64 * 7_919
+                    "{ORIGIN}/collections/{}/products/{slug}?variant={variant}{tracking}",
+                    category.to_lowercase()
                 ),
-                title: format!(
-                    "{name} – {} Gear | Example Outfitters",
-                    capitalise(category)
-                ),
+                title,
             });
         }
     }
@@ -150,14 +168,16 @@ pub fn pages() -> Vec<Page> {
                 "{ORIGIN}/collections/{category}?sort_by=best-selling&filter.v.price.gte=20&filter.v.price.lte=150&filter.v.availability=1"
             ),
             title: format!(
-                "{} Gear and Apparel – Shop the Collection | Example Outfitters",
+                "{} Gear and Apparel – Shop the Collection, Free Shipping Over $50 | Example Outfitters",
                 capitalise(category)
             ),
         });
         pages.push(Page {
-            url: format!("{ORIGIN}/blogs/journal/how-to-choose-your-first-{category}-kit-a-complete-guide"),
+            url: format!(
+                "{ORIGIN}/blogs/journal/how-to-choose-your-first-{category}-kit-a-complete-guide-for-beginners"
+            ),
             title: format!(
-                "How to Choose Your First {} Kit: A Complete Guide – The Journal | Example Outfitters",
+                "How to Choose Your First {} Kit: A Complete Guide for Beginners – The Journal | Example Outfitters",
                 capitalise(category)
             ),
         });
@@ -207,12 +227,47 @@ pub struct Visitor {
     pub campaign: Option<String>,
 }
 
-/// One beacon: its visitor, whether it is a page view, and its JSON body.
+/// One beacon: its visitor, what it is, and its JSON body.
 #[derive(Clone, Debug)]
 pub struct Beacon {
     pub visitor: usize,
     pub page_view: bool,
+    /// A page view with a new visit id (a landing page, with referrer and campaign).
+    pub starts_visit: bool,
     pub body: String,
+}
+
+/// The beacons of a run: a priming pass (every visitor's landing page view, so that all of
+/// them are live), then a steady cycle repeated for as long as the run lasts.
+pub struct Pool {
+    pub prime: Vec<Beacon>,
+    pub steady: Vec<Beacon>,
+}
+
+impl Pool {
+    /// Every beacon: the priming pass, then one steady cycle.
+    pub fn all(&self) -> impl Iterator<Item = &Beacon> {
+        self.prime.iter().chain(&self.steady)
+    }
+
+    /// A line describing the traffic.
+    pub fn describe(&self) -> String {
+        let steady = self.steady.len() as f64;
+        let page_views = self.steady.iter().filter(|b| b.page_view).count() as f64;
+        let starts = self.steady.iter().filter(|b| b.starts_visit).count();
+        let sizes: Vec<usize> = self.all().map(|b| b.body.len()).collect();
+        let min = sizes.iter().copied().min().unwrap_or(0);
+        let max = sizes.iter().copied().max().unwrap_or(0);
+        let mean = sizes.iter().sum::<usize>() / sizes.len().max(1);
+        format!(
+            "priming pass of {} landing page views, then a cycle of {} beacons: {:.1}% page \
+             views, {:.1}% starting a visit; bodies {min}-{max} bytes (mean {mean})",
+            self.prime.len(),
+            self.steady.len(),
+            100.0 * page_views / steady,
+            100.0 * starts as f64 / steady,
+        )
+    }
 }
 
 /// A visitor population and the pages they browse.
@@ -266,69 +321,101 @@ impl Traffic {
         }
     }
 
-    /// `rounds` beacons per visitor, visitor by visitor within a round (so every visitor has
-    /// been seen once after the first `visitors.len()` beacons). Round 0 is each visit's
-    /// landing page view (with its referrer and campaign); later rounds are heartbeats on the
-    /// current page or page views of a new page, such that `page_view_share` of all beacons
-    /// are page views. Every body is within [`MIN_BODY`, `MAX_BODY`] bytes.
-    pub fn beacons(&mut self, rounds: usize, page_view_share: f64) -> Vec<Beacon> {
-        assert!(
-            rounds >= 2,
-            "at least a landing page view and one more beacon"
-        );
-        // Round 0 is all page views; the later rounds make up the rest of the share.
-        let later_share =
-            ((page_view_share * rounds as f64 - 1.0) / (rounds as f64 - 1.0)).clamp(0.0, 1.0);
+    /// The priming pass, then `rounds` beacons per visitor, visitor by visitor within a round:
+    /// each a page view with probability `page_view_share`, otherwise a heartbeat on the
+    /// current page; with probability `new_visit_share` a beacon gets a new visit id (and so
+    /// does the first beacon of the cycle of a visitor whose id changed in it): a landing page
+    /// view with the visitor's referrer and campaign. Every body is within [`MIN_BODY`,
+    /// `MAX_BODY`] bytes.
+    pub fn pool(&mut self, rounds: usize, page_view_share: f64, new_visit_share: f64) -> Pool {
+        assert!(new_visit_share <= page_view_share && page_view_share <= 1.0);
         let now_ms = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .expect("clock after 1970")
             .as_millis() as i64;
+        let count = self.visitors.len();
+        // The plan: per round and visitor, a page view or not, and which of the visitor's visit
+        // ids. A visit starts where the id changes, also from the last round to the first: the
+        // priming pass uses each visitor's last id, so every pass over the cycle is alike.
+        let mut visit_ids: Vec<Vec<String>> =
+            self.visitors.iter().map(|v| vec![v.sid.clone()]).collect();
+        let mut plan: Vec<Vec<(bool, usize)>> = Vec::with_capacity(rounds);
+        for _ in 0..rounds {
+            let mut row = Vec::with_capacity(count);
+            for ids in &mut visit_ids {
+                let draw: f64 = self.rng.random();
+                if draw < new_visit_share {
+                    ids.push(random_id(&mut self.rng));
+                }
+                row.push((draw < page_view_share, ids.len() - 1));
+            }
+            plan.push(row);
+        }
         // Each visitor's current page, and whether its address carries the visit's campaign
         // (the landing page keeps its UTM parameters in `location.href`).
-        let mut current: Vec<(usize, bool)> = vec![(0, false); self.visitors.len()];
-        let mut beacons = Vec::with_capacity(rounds * self.visitors.len());
-        for round in 0..rounds {
-            for visitor in 0..self.visitors.len() {
-                let landing = round == 0;
-                let page_view = landing || self.rng.random_bool(later_share);
-                let ts = now_ms - ((rounds - round) as i64) * 15_000;
+        let mut current: Vec<(usize, bool)> = vec![(0, false); count];
+        let mut previous: Vec<usize> = visit_ids.iter().map(|ids| ids.len() - 1).collect();
+        let mut prime = Vec::with_capacity(count);
+        for visitor in 0..count {
+            let sid = &visit_ids[visitor][previous[visitor]];
+            let (page, body) = self.page_view(visitor, sid, true, now_ms - 60_000);
+            current[visitor] = (page, true);
+            prime.push(Beacon {
+                visitor,
+                page_view: true,
+                starts_visit: true,
+                body,
+            });
+        }
+        let mut steady = Vec::with_capacity(rounds * count);
+        for (round, row) in plan.iter().enumerate() {
+            let ts = now_ms - ((rounds - round) as i64) * 10_000;
+            for (visitor, &(page_view, visit)) in row.iter().enumerate() {
+                let starts_visit = visit != previous[visitor];
+                previous[visitor] = visit;
+                let page_view = page_view || starts_visit;
+                let sid = &visit_ids[visitor][visit];
                 let body = if page_view {
-                    let mut attempts = 0;
-                    loop {
-                        let page = self.rng.random_range(0..self.pages.len());
-                        let body = self.body(visitor, page, landing, "pageview", landing, ts);
-                        // Later heartbeats on this page must fit too.
-                        let heartbeat = self.body(visitor, page, landing, "heartbeat", false, ts);
-                        if [&body, &heartbeat]
-                            .iter()
-                            .all(|body| (MIN_BODY..=MAX_BODY).contains(&body.len()))
-                        {
-                            current[visitor] = (page, landing);
-                            break body;
-                        }
-                        attempts += 1;
-                        assert!(
-                            attempts < 10_000,
-                            "no page gives a body of {MIN_BODY}-{MAX_BODY} bytes"
-                        );
-                    }
+                    let (page, body) = self.page_view(visitor, sid, starts_visit, ts);
+                    current[visitor] = (page, starts_visit);
+                    body
                 } else {
                     let (page, campaign) = current[visitor];
-                    self.body(visitor, page, campaign, "heartbeat", false, ts)
+                    self.body(visitor, sid, page, campaign, "heartbeat", false, ts)
                 };
-                beacons.push(Beacon {
+                steady.push(Beacon {
                     visitor,
                     page_view,
+                    starts_visit,
                     body,
                 });
             }
         }
-        beacons
+        Pool { prime, steady }
     }
 
+    /// A page view of a random page (a landing page with the visit's referrer and campaign if
+    /// `landing`) whose body, and that of later heartbeats on it, fit the size range.
+    fn page_view(&mut self, visitor: usize, sid: &str, landing: bool, ts: i64) -> (usize, String) {
+        for _ in 0..10_000 {
+            let page = self.rng.random_range(0..self.pages.len());
+            let body = self.body(visitor, sid, page, landing, "pageview", landing, ts);
+            let heartbeat = self.body(visitor, sid, page, landing, "heartbeat", false, ts);
+            if [&body, &heartbeat]
+                .iter()
+                .all(|body| (MIN_BODY..=MAX_BODY).contains(&body.len()))
+            {
+                return (page, body);
+            }
+        }
+        panic!("no page gives a body of {MIN_BODY}-{MAX_BODY} bytes");
+    }
+
+    #[allow(clippy::too_many_arguments)]
     fn body(
         &self,
         visitor: usize,
+        sid: &str,
         page: usize,
         campaign: bool,
         kind: &str,
@@ -344,6 +431,7 @@ impl Traffic {
         }
         beacon_body(
             who,
+            sid,
             kind,
             &url,
             &page.title,
@@ -356,6 +444,7 @@ impl Traffic {
 /// A beacon body exactly as the widget's `JSON.stringify` writes it.
 pub fn beacon_body(
     who: &Visitor,
+    sid: &str,
     kind: &str,
     url: &str,
     title: &str,
@@ -365,7 +454,7 @@ pub fn beacon_body(
     let mut body = serde_json::json!({
         "site": SITE,
         "vid": who.vid,
-        "sid": who.sid,
+        "sid": sid,
         "type": kind,
         "url": url,
         "title": title,
@@ -404,10 +493,35 @@ pub fn request(addr: SocketAddr, who: &Visitor, body: &str) -> Vec<u8> {
     .into_bytes()
 }
 
-/// Sizes of a set of bodies: (min, mean, max).
-pub fn body_sizes(beacons: &[Beacon]) -> (usize, usize, usize) {
-    let min = beacons.iter().map(|b| b.body.len()).min().unwrap_or(0);
-    let max = beacons.iter().map(|b| b.body.len()).max().unwrap_or(0);
-    let mean = beacons.iter().map(|b| b.body.len()).sum::<usize>() / beacons.len().max(1);
-    (min, mean, max)
+/// The requests of a [`Pool`] for one server, serialised once.
+pub struct Requests {
+    all: Vec<Vec<u8>>,
+    prime: usize,
+}
+
+impl Requests {
+    pub fn new(pool: &Pool, traffic: &Traffic, addr: SocketAddr) -> Requests {
+        Requests {
+            all: pool
+                .all()
+                .map(|beacon| request(addr, &traffic.visitors[beacon.visitor], &beacon.body))
+                .collect(),
+            prime: pool.prime.len(),
+        }
+    }
+
+    /// How many requests the priming pass has.
+    pub fn prime_len(&self) -> usize {
+        self.prime
+    }
+
+    /// The `n`-th request to send: the priming pass once, then the steady cycle over and over.
+    pub fn nth(&self, n: usize) -> &[u8] {
+        let index = if n < self.prime {
+            n
+        } else {
+            self.prime + (n - self.prime) % (self.all.len() - self.prime)
+        };
+        &self.all[index]
+    }
 }

@@ -13,6 +13,7 @@ pub mod auth;
 pub mod beacon;
 pub mod cli;
 pub mod config;
+pub mod conversations_api;
 pub mod demo;
 pub mod error;
 pub mod live;

@@ -10,7 +10,7 @@ use anyhow::Context as _;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{delete, get, post};
-use engage::{Accounts, AccountsConfig, Ingest, RedbStore, Store};
+use engage::{Accounts, AccountsConfig, Conversations, Ingest, RedbStore, Store};
 use geoip::{Enricher, GeoDb};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
@@ -40,6 +40,7 @@ pub fn router(state: AppState) -> Router {
         .route("/agents", get(api::list_agents).post(api::create_agent))
         .route("/tokens", get(api::list_tokens).post(api::create_token))
         .route("/tokens/{id}", delete(api::revoke_token))
+        .merge(crate::conversations_api::routes())
         .layer(DefaultBodyLimit::max(API_BODY_LIMIT));
     Router::new()
         // The beacon handler enforces its own (configurable) body limit with a clear 413.
@@ -95,6 +96,12 @@ impl Server {
             Arc::new(engage::SystemClock),
         );
         let ingest = Ingest::start(Arc::clone(&presence), Arc::clone(&store)).await?;
+        let conversations = Conversations::start(
+            Arc::clone(&store),
+            Arc::new(engage::SystemClock),
+            settings.common.data_dir.clone(),
+        )
+        .await?;
         let sites = SiteDirectory::default();
         if settings.demo {
             demo::ensure_demo(&accounts, &settings).await?;
@@ -111,6 +118,7 @@ impl Server {
             store,
             accounts,
             ingest,
+            conversations,
             sites,
             metrics: Metrics::new(),
             live: LiveHub::default(),

@@ -4,7 +4,7 @@ use std::collections::HashMap;
 use std::ops::Deref;
 use std::sync::Arc;
 
-use engage::{Accounts, Ingest, Site, Store};
+use engage::{Accounts, Conversations, Ingest, Site, Store};
 use parking_lot::RwLock;
 use tracker::Presence;
 
@@ -29,6 +29,7 @@ pub struct App {
     pub store: Arc<dyn Store>,
     pub accounts: Accounts,
     pub ingest: Ingest,
+    pub conversations: Conversations,
     pub sites: SiteDirectory,
     pub metrics: Metrics,
     pub live: LiveHub,
