@@ -115,9 +115,8 @@ pub async fn post_beacon(
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     request: Request<Body>,
 ) -> Response {
-    let origin = request.headers().get(header::ORIGIN).cloned();
     match handle(&state, peer, request).await {
-        Ok((outcome, allow_origin)) => {
+        Ok((outcome, origin)) => {
             state.metrics.beacon(outcome);
             let body = json!({
                 "ok": true,
@@ -128,10 +127,7 @@ pub async fn post_beacon(
                     _ => None,
                 },
             });
-            with_cors(
-                Json(body).into_response(),
-                allow_origin.then_some(origin).flatten(),
-            )
+            with_cors(Json(body).into_response(), origin)
         }
         Err((outcome, error)) => {
             state.metrics.beacon(outcome);
@@ -153,7 +149,7 @@ async fn handle(
     state: &AppState,
     peer: SocketAddr,
     request: Request<Body>,
-) -> Result<(BeaconOutcome, bool), Rejection> {
+) -> Result<(BeaconOutcome, Option<HeaderValue>), Rejection> {
     let (parts, body) = request.into_parts();
     check_content_type(&parts.headers)?;
     let limit = state.settings.max_beacon_bytes;
@@ -183,25 +179,7 @@ async fn handle(
             )
         }
     })?;
-    let allow_origin = match parts.headers.get(header::ORIGIN) {
-        None => false,
-        Some(origin) => {
-            let origin = origin.to_str().unwrap_or("");
-            if same_origin(origin, &parts.headers) || site.allows_origin(origin) {
-                true
-            } else {
-                return Err((
-                    BeaconOutcome::OriginDenied,
-                    ApiError::Forbidden(format!(
-                        "origin {:?} is not allowed to send beacons for site {:?}",
-                        truncate_for_message(origin),
-                        site.key
-                    )),
-                ));
-            }
-        }
-    };
-
+    let allow_origin = origin_allowed(&parts.headers, &site).map_err(|error| (BeaconOutcome::OriginDenied, error))?;
     let now_ms = state.presence.now_ms();
     let validated = validate(&wire, now_ms)?;
     let ip = client_ip(peer.ip(), &parts.headers, &state.settings.trusted_proxies);
@@ -442,6 +420,25 @@ fn truncate_for_message(text: &str) -> &str {
         end -= 1;
     }
     &text[..end]
+}
+
+/// Checks a browser request's `Origin` against the site: the site's allowed origins, or
+/// Porchlight's own origin (the demo site). Requests without an `Origin` (servers, scripts)
+/// pass; CORS cannot restrict them anyway. Returns the origin to echo in CORS headers.
+pub fn origin_allowed(headers: &HeaderMap, site: &engage::Site) -> Result<Option<HeaderValue>, ApiError> {
+    let Some(origin) = headers.get(header::ORIGIN) else {
+        return Ok(None);
+    };
+    let text = origin.to_str().unwrap_or("");
+    if same_origin(text, headers) || site.allows_origin(text) {
+        Ok(Some(origin.clone()))
+    } else {
+        Err(ApiError::Forbidden(format!(
+            "origin {:?} is not allowed for site {:?}",
+            truncate_for_message(text),
+            site.key
+        )))
+    }
 }
 
 /// A page on the server itself (the demo site) may always send beacons.

@@ -11,6 +11,7 @@ pub mod api;
 pub mod assets;
 pub mod auth;
 pub mod beacon;
+pub mod chat;
 pub mod cli;
 pub mod config;
 pub mod conversations_api;

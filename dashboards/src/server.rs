@@ -21,10 +21,13 @@ use crate::config::Settings;
 use crate::live::{self, LiveHub};
 use crate::metrics::Metrics;
 use crate::state::{App, AppState, SiteDirectory};
-use crate::{api, assets, beacon, demo};
+use crate::{api, assets, beacon, chat, demo};
 
 /// JSON bodies of the console API are small; this caps what a handler will buffer.
 const API_BODY_LIMIT: usize = 64 * 1024;
+/// Attachments are at most 2 MB; the service gives the precise error, this only stops a
+/// handler from buffering far more.
+const ATTACHMENT_BODY_LIMIT: usize = 2 * 1024 * 1024 + 64 * 1024;
 
 /// Every route and all middleware.
 pub fn router(state: AppState) -> Router {
@@ -49,6 +52,16 @@ pub fn router(state: AppState) -> Router {
             post(beacon::post_beacon).options(beacon::preflight),
         )
         .layer(DefaultBodyLimit::disable())
+        .route("/v1/chat/credential", post(chat::issue_credential))
+        .route("/v1/chat/socket", get(chat::socket))
+        .route(
+            "/v1/chat/attachments",
+            post(chat::upload_attachment).layer(DefaultBodyLimit::max(ATTACHMENT_BODY_LIMIT)),
+        )
+        .route(
+            "/v1/chat/attachments/{conversation}/{id}",
+            get(chat::download_attachment),
+        )
         .nest("/api", api)
         .route("/widget.js", get(assets::widget))
         .route("/", get(assets::root))
@@ -122,13 +135,18 @@ impl Server {
             sites,
             metrics: Metrics::new(),
             live: LiveHub::default(),
+            chat: crate::chat::ChatHub::default(),
             shutdown,
         }));
 
         let mut tasks = vec![
             tokio::spawn(run_sweeper(state.clone())),
             tokio::spawn(live::run_pusher(state.clone(), state.shutdown.subscribe())),
+            tokio::spawn(chat::run_router(state.clone())),
         ];
+        tasks.push(tokio::spawn(crate::conversations_api::run_presence_sync(
+            state.clone(),
+        )));
         if state.settings.demo && state.settings.simulate > 0 {
             tasks.push(tokio::spawn(demo::run_simulator(state.clone())));
         }

@@ -8,6 +8,7 @@ use engage::{Accounts, Conversations, Ingest, Site, Store};
 use parking_lot::RwLock;
 use tracker::Presence;
 
+use crate::chat::ChatHub;
 use crate::config::Settings;
 use crate::live::LiveHub;
 use crate::metrics::Metrics;
@@ -33,6 +34,7 @@ pub struct App {
     pub sites: SiteDirectory,
     pub metrics: Metrics,
     pub live: LiveHub,
+    pub chat: ChatHub,
     /// Flips to `true` when the server shuts down; long-lived tasks and sockets watch it.
     pub shutdown: tokio::sync::watch::Sender<bool>,
 }

@@ -7,3 +7,4 @@ mod cli;
 mod console_browser;
 mod console_scale;
 mod live;
+mod chat;
