@@ -122,7 +122,11 @@ fn run() -> anyhow::Result<()> {
     // The two measured servers first; diagnostic variants after them, if asked for.
     let mut names: Vec<String> = vec!["baseline".into(), "porchlight".into()];
     if let Ok(extra) = std::env::var("BENCH_INGEST_TARGETS") {
-        for name in extra.split(',').map(str::trim).filter(|name| !name.is_empty()) {
+        for name in extra
+            .split(',')
+            .map(str::trim)
+            .filter(|name| !name.is_empty())
+        {
             if !DIAGNOSTIC_TARGETS.contains(&name) {
                 bail!(
                     "BENCH_INGEST_TARGETS: unknown {name:?}; known: {}",

@@ -8,11 +8,14 @@
 //! round-robin to `BENCH_SENDER_CONNECTIONS` (32) keep-alive connections, whose writers send
 //! without waiting for earlier responses (readers consume those separately), so a slow server
 //! cannot slow the sending down. Background traffic is the realistic mix of the `ingest`
-//! benchmark (50 000 visitors, heartbeats and page views, 30 % page views). Among it,
+//! benchmark (50 000 visitors, heartbeats and page views, 30 % page views), after a priming
+//! pass that makes every visitor live (sent as fast as the server takes it). Among it,
 //! `BENCH_PROBES_PER_SECOND` (20) probe page views from dedicated visitors carry a unique
 //! `plprobe=N` in their URL; the instant each probe is actually written to its socket is
-//! recorded. Every panel scans every frame for probe markers (a byte search, no JSON parse) and
-//! records `received - sent` for the first sighting of each probe into one histogram.
+//! recorded. Every panel (a minimal listening WebSocket client, `support/ws.rs`, so that 100 of
+//! them on one core stay cheap) scans every frame for probe markers (a byte search, no JSON
+//! parse) and records `received - sent` for the first sighting of each probe into one
+//! histogram.
 //!
 //! Warm-up `BENCH_WARMUP_SECONDS` (2 s), measured window `BENCH_SECONDS` (10 s; probes sent in
 //! it count), then a grace second for the last deltas. Reports latency percentiles, probes

@@ -108,6 +108,11 @@ enum WireProp {
     Bool(bool),
 }
 
+/// The body of the answer to a recorded beacon: `{"ok":true,"heartbeat_ms":N}`.
+pub fn ok_body(heartbeat: std::time::Duration) -> bytes::Bytes {
+    bytes::Bytes::from(json!({ "ok": true, "heartbeat_ms": heartbeat.as_millis() as u64 }).to_string())
+}
+
 /// The handler. It takes the raw request so that it decides the status and message of every
 /// failure (size, content type, JSON) itself.
 pub async fn post_beacon(
@@ -118,16 +123,21 @@ pub async fn post_beacon(
     match handle(&state, peer, request).await {
         Ok((outcome, origin)) => {
             state.metrics.beacon(outcome);
-            let body = json!({
-                "ok": true,
-                "heartbeat_ms": state.settings.heartbeat.as_millis() as u64,
-                "ignored": match outcome {
-                    BeaconOutcome::Crawler => Some("crawler"),
-                    BeaconOutcome::Ignored => Some("no live visitor to update"),
-                    _ => None,
-                },
-            });
-            with_cors(Json(body).into_response(), origin)
+            let response = match outcome {
+                // The common answer is the same bytes every time, encoded once at start-up.
+                BeaconOutcome::Recorded => (
+                    [(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))],
+                    state.beacon_ok_body.clone(),
+                )
+                    .into_response(),
+                _ => Json(json!({
+                    "ok": true,
+                    "heartbeat_ms": state.settings.heartbeat.as_millis() as u64,
+                    "ignored": if outcome == BeaconOutcome::Crawler { "crawler" } else { "no live visitor to update" },
+                }))
+                .into_response(),
+            };
+            with_cors(response, origin)
         }
         Err((outcome, error)) => {
             state.metrics.beacon(outcome);
@@ -227,14 +237,9 @@ fn check_content_type(headers: &HeaderMap) -> Result<(), Rejection> {
         .get(header::CONTENT_TYPE)
         .and_then(|value| value.to_str().ok())
         .unwrap_or("");
-    let essence = content_type
-        .split(';')
-        .next()
-        .unwrap_or("")
-        .trim()
-        .to_ascii_lowercase();
+    let essence = content_type.split(';').next().unwrap_or("").trim();
     // `text/plain` is what navigator.sendBeacon and a preflight-free fetch send.
-    if essence == "application/json" || essence == "text/plain" {
+    if essence.eq_ignore_ascii_case("application/json") || essence.eq_ignore_ascii_case("text/plain") {
         Ok(())
     } else {
         Err((

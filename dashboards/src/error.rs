@@ -7,7 +7,7 @@
 use axum::Json;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use engage::{AccountError, StoreError};
+use engage::{AccountError, ConversationError, StoreError};
 use serde_json::json;
 
 #[derive(Debug, thiserror::Error)]
@@ -83,6 +83,18 @@ impl From<AccountError> for ApiError {
             AccountError::Hashing(message) => {
                 ApiError::Internal(anyhow::anyhow!("password hashing: {message}"))
             }
+        }
+    }
+}
+
+impl From<ConversationError> for ApiError {
+    fn from(error: ConversationError) -> Self {
+        match error {
+            ConversationError::NotFound(what) => ApiError::NotFound(format!("{what} not found")),
+            ConversationError::Forbidden(message) => ApiError::Forbidden(message),
+            ConversationError::Blocked => ApiError::Forbidden("this visitor is blocked".into()),
+            ConversationError::Invalid(message) => ApiError::BadRequest(message),
+            ConversationError::Store(error) => error.into(),
         }
     }
 }

@@ -93,7 +93,15 @@ pub async fn run_pusher(state: AppState, mut shutdown: tokio::sync::watch::Recei
             if !state.presence.has_changes(&site) {
                 continue;
             }
-            upserts += publish_changes(&state, &site);
+            let (upserted, left) = publish_changes(&state, &site);
+            upserts += upserted;
+            // A visitor who left memory has left the site: an open chat nobody answered is
+            // missed.
+            for visitor_id in left {
+                if let Err(error) = state.conversations.visitor_left(&site, &visitor_id).await {
+                    tracing::warn!(%error, site = %site, "marking missed conversations failed");
+                }
+            }
         }
         // Every recorded beacon changed some visitor; those not sent as their own upsert were
         // folded into another change (or were heartbeats a panel does not need).
@@ -104,28 +112,29 @@ pub async fn run_pusher(state: AppState, mut shutdown: tokio::sync::watch::Recei
     }
 }
 
-fn publish_changes(state: &AppState, site: &str) -> u64 {
+/// Publishes one site's pending changes; returns how many visitors were upserted and the ids
+/// of those who left memory.
+fn publish_changes(state: &AppState, site: &str) -> (u64, Vec<Arc<str>>) {
     let Some(channel) = state.live.existing_channel(site) else {
-        // Nobody has ever watched this site: drop the changes, a new panel starts from a snapshot.
-        state.presence.drain_changes(site);
-        return 0;
+        // Nobody has ever watched this site: a new panel starts from a snapshot anyway, so the
+        // changes are dropped without building rows.
+        return (0, state.presence.discard_changes(site));
     };
     let _ordered = channel.publish.lock();
     let changes = state.presence.drain_changes(site);
     let upserts = changes.upserted.len() as u64;
-    if channel.frames.receiver_count() == 0 {
-        return upserts;
+    if channel.frames.receiver_count() > 0 {
+        let frame = Frame::Delta {
+            now: state.presence.now_ms(),
+            counts: &changes.counts,
+            upsert: changes.upserted.iter().map(Row::new).collect(),
+            remove: changes.removed.iter().map(|id| &**id).collect(),
+        };
+        // A send error only means every panel disconnected meanwhile.
+        let _ = channel.frames.send(frame.to_json().into());
+        state.metrics.panel_frames_delta.inc();
     }
-    let frame = Frame::Delta {
-        now: state.presence.now_ms(),
-        counts: &changes.counts,
-        upsert: changes.upserted.iter().map(Row::new).collect(),
-        remove: changes.removed.iter().map(|id| &**id).collect(),
-    };
-    // A send error only means every panel disconnected meanwhile.
-    let _ = channel.frames.send(frame.to_json().into());
-    state.metrics.panel_frames_delta.inc();
-    upserts
+    (upserts, changes.removed)
 }
 
 /// `GET /api/sites/{key}/live`: upgrades to the panel's WebSocket.

@@ -125,6 +125,7 @@ impl Server {
             .with_context(|| format!("cannot listen on {}", settings.listen))?;
         let addr = listener.local_addr()?;
         let (shutdown, _) = tokio::sync::watch::channel(false);
+        let beacon_ok_body = beacon::ok_body(settings.heartbeat);
         let state = AppState(Arc::new(App {
             settings,
             presence,
@@ -136,6 +137,7 @@ impl Server {
             metrics: Metrics::new(),
             live: LiveHub::default(),
             chat: crate::chat::ChatHub::default(),
+            beacon_ok_body,
             shutdown,
         }));
 

@@ -35,6 +35,8 @@ pub struct App {
     pub metrics: Metrics,
     pub live: LiveHub,
     pub chat: ChatHub,
+    /// The answer to a recorded beacon, encoded once (see `beacon::ok_body`).
+    pub beacon_ok_body: bytes::Bytes,
     /// Flips to `true` when the server shuts down; long-lived tasks and sockets watch it.
     pub shutdown: tokio::sync::watch::Sender<bool>,
 }

@@ -189,7 +189,14 @@ impl Site {
     /// and a default port (`:80` for http, `:443` for https) equals no port, because browsers
     /// leave default ports out of the `Origin` header.
     pub fn allows_origin(&self, origin: &str) -> bool {
-        if self.allowed_origins.iter().any(|o| o.trim() == "*") {
+        // Browsers send origins in canonical form and stored entries are canonical (see
+        // `normalize_origin`), so a case-insensitive comparison settles nearly every beacon
+        // without allocating; only a non-canonical origin takes the normalising path.
+        if self
+            .allowed_origins
+            .iter()
+            .any(|allowed| allowed.trim() == "*" || allowed.eq_ignore_ascii_case(origin))
+        {
             return true;
         }
         let Some(origin) = normalize_origin(origin) else {

@@ -180,3 +180,30 @@ async fn one_visitor_cannot_read_or_post_to_anothers_conversation() {
     assert!(stored.iter().all(|message| !format!("{:?}", message.body).contains("injected")));
     app.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_chat_nobody_answered_is_missed_when_the_visitor_leaves() {
+    let app = TestApp::start_with(|settings| {
+        settings.presence.active_window_ms = 500;
+        settings.presence.retention_ms = 1_000;
+    })
+    .await;
+    assert_eq!(app.beacon(&page_view("visitor-gone-0001", "visit-gone-0001", "https://shop.example/")).await.0, 200);
+    let token = credential(&app, "visitor-gone-0001").await.1["credential"].as_str().unwrap().to_owned();
+    let (mut socket, _) = connect(&app, "visitor-gone-0001", &token, json!({})).await;
+    send(&mut socket, json!({ "type": "send", "client_id": "g-1", "text": "is anyone there?" })).await;
+    let conversation_id = next_of(&mut socket, "ack").await["conversation_id"].as_u64().unwrap();
+    drop(socket.close(None).await);
+
+    // No beacons any more: the visitor leaves memory after the retention period.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let conversation = app.state().store.conversation(conversation_id).await.unwrap().unwrap();
+        if conversation.missed {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "not marked missed: {conversation:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    app.shutdown().await;
+}

@@ -8,3 +8,4 @@ mod console_browser;
 mod console_scale;
 mod live;
 mod chat;
+mod conversations;

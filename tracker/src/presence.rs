@@ -419,6 +419,32 @@ impl Presence {
         }
     }
 
+    /// Like [`Presence::drain_changes`] for a site nobody watches: clears the pending changes
+    /// without building snapshots and returns only the ids of visitors who left memory.
+    pub fn discard_changes(&self, site: &str) -> Vec<Arc<str>> {
+        let Some(site) = self.site(site) else {
+            return Vec::new();
+        };
+        let (upserts, removed) = {
+            let mut feed = site.feed.lock();
+            feed.recording = true;
+            site.feed_pending.store(false, AtomicOrdering::Release);
+            (
+                std::mem::take(&mut feed.upserts),
+                std::mem::take(&mut feed.removed),
+            )
+        };
+        for hash in upserts {
+            let mut shard = site.shard(hash).write();
+            if let Some(visitor) = shard.visitors.find_mut(hash, |visitor| {
+                visitor.dirty && site.hash_id(visitor.id.as_str()) == hash
+            }) {
+                visitor.dirty = false;
+            }
+        }
+        removed
+    }
+
     /// Whether [`Presence::drain_changes`] would return something: one atomic load.
     pub fn has_changes(&self, site: &str) -> bool {
         self.site(site)

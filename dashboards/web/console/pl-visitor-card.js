@@ -2,8 +2,14 @@
 // one live visitor. The owner (live panel) calls open(), onUpsert(),
 // onRemoved(), tick() and sets `now` (server-aligned clock). Every value is
 // rendered as text into <dd data-field="json_key">.
+//
+// Actions: "Open conversation" (#card-open-conversation: a dialog sends the
+// first message, then the console goes to #/inbox/<id>) and block / unblock
+// (#card-block). With data-context="chat" (inside the chat view, which has
+// its own block button) the actions row is hidden.
 
 import { api } from './api.js';
+import { blockDialog, openConversationDialog, unblock } from './dialogs.js';
 import { h } from './dom.js';
 import * as f from './format.js';
 
@@ -48,6 +54,14 @@ class PlVisitorCard extends HTMLElement {
     this.subEl = h('p', { id: 'card-subtitle', class: 'card-sub' });
     this.statusEl = h('p', { id: 'card-status', class: 'card-status', role: 'status', hidden: true });
     this.body = h('div', { id: 'card-body', class: 'card-body' });
+    this.openBtn = h('button', {
+      id: 'card-open-conversation', class: 'btn btn-primary btn-sm', type: 'button', text: 'Open conversation',
+      onclick: () => this.openConversation(),
+    });
+    this.blockBtn = h('button', {
+      id: 'card-block', class: 'btn btn-sm', type: 'button', text: 'Block', onclick: () => this.toggleBlock(),
+    });
+    this.actions = h('div', { id: 'card-actions', class: 'card-actions' }, this.openBtn, this.blockBtn);
     this.append(
       h(
         'header',
@@ -58,9 +72,68 @@ class PlVisitorCard extends HTMLElement {
           text: '×', onclick: () => this.close(),
         }),
       ),
+      this.actions,
       this.statusEl,
       this.body,
     );
+  }
+
+  get blocked() {
+    return f.segmentsOf(this.data).includes('blocked');
+  }
+
+  renderActions() {
+    if (!this.actions) return;
+    this.actions.hidden = this.dataset.context === 'chat';
+    const blocked = this.blocked;
+    this.blockBtn.textContent = blocked ? 'Unblock' : 'Block';
+    this.blockBtn.dataset.blocked = String(blocked);
+    this.blockBtn.classList.toggle('btn-danger-ghost', !blocked);
+    this.openBtn.disabled = blocked || this.state === 'gone';
+    this.openBtn.title = blocked ? 'Unblock the visitor to chat with them' : '';
+  }
+
+  async openConversation() {
+    const site = this.siteKey;
+    const id = this.visitorId;
+    if (!site || !id) return;
+    const res = await openConversationDialog(site, id, f.visitorLabel(this.data || {}));
+    const conv = res && res.conversation;
+    if (conv && conv.id != null) location.hash = `#/inbox/${conv.id}`;
+  }
+
+  async toggleBlock() {
+    const site = this.siteKey;
+    const id = this.visitorId;
+    if (!site || !id || this.blockBtn.disabled) return;
+    const wasBlocked = this.blocked;
+    if (!wasBlocked) {
+      const block = await blockDialog(site, id, f.visitorLabel(this.data || {}));
+      if (!block) return;
+    } else {
+      this.blockBtn.disabled = true;
+      try {
+        await unblock(site, id);
+      } catch (e) {
+        this.blockBtn.disabled = false;
+        if (e.status !== 401) this.flash(`Could not unblock: ${e.message}`);
+        return;
+      }
+      this.blockBtn.disabled = false;
+    }
+    if (this.visitorId !== id) return;
+    // Show it now; the live delta (segments) and the refresh confirm it.
+    const segs = f.segmentsOf(this.data).filter((s) => s !== 'blocked');
+    if (!wasBlocked) segs.push('blocked');
+    this.data = { ...this.data, segments: segs };
+    this.render();
+    this.refresh();
+  }
+
+  flash(msg) {
+    this.statusEl.textContent = msg;
+    this.statusEl.hidden = false;
+    this.statusEl.className = 'card-status status-error';
   }
 
   disconnectedCallback() {
@@ -163,6 +236,7 @@ class PlVisitorCard extends HTMLElement {
     this.statusEl.textContent = msg;
     this.statusEl.hidden = !msg;
     this.statusEl.className = `card-status status-${state}`;
+    this.renderActions();
   }
 
   // Live clocks only; the rest re-renders on data changes.
@@ -180,6 +254,7 @@ class PlVisitorCard extends HTMLElement {
     const camp = obj(v.campaign);
     const now = this.now();
     const fl = f.flag(v.country_code);
+    this.renderActions();
     this.titleEl.replaceChildren(
       fl ? h('span', { class: 'card-flag', title: v.country || '', text: fl }) : '',
       f.visitorLabel(v),
