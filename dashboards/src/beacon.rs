@@ -110,7 +110,9 @@ enum WireProp {
 
 /// The body of the answer to a recorded beacon: `{"ok":true,"heartbeat_ms":N}`.
 pub fn ok_body(heartbeat: std::time::Duration) -> bytes::Bytes {
-    bytes::Bytes::from(json!({ "ok": true, "heartbeat_ms": heartbeat.as_millis() as u64 }).to_string())
+    bytes::Bytes::from(
+        json!({ "ok": true, "heartbeat_ms": heartbeat.as_millis() as u64 }).to_string(),
+    )
 }
 
 /// The handler. It takes the raw request so that it decides the status and message of every
@@ -189,7 +191,8 @@ async fn handle(
             )
         }
     })?;
-    let allow_origin = origin_allowed(&parts.headers, &site).map_err(|error| (BeaconOutcome::OriginDenied, error))?;
+    let allow_origin = origin_allowed(&parts.headers, &site)
+        .map_err(|error| (BeaconOutcome::OriginDenied, error))?;
     let now_ms = state.presence.now_ms();
     let validated = validate(&wire, now_ms)?;
     let ip = client_ip(peer.ip(), &parts.headers, &state.settings.trusted_proxies);
@@ -239,7 +242,9 @@ fn check_content_type(headers: &HeaderMap) -> Result<(), Rejection> {
         .unwrap_or("");
     let essence = content_type.split(';').next().unwrap_or("").trim();
     // `text/plain` is what navigator.sendBeacon and a preflight-free fetch send.
-    if essence.eq_ignore_ascii_case("application/json") || essence.eq_ignore_ascii_case("text/plain") {
+    if essence.eq_ignore_ascii_case("application/json")
+        || essence.eq_ignore_ascii_case("text/plain")
+    {
         Ok(())
     } else {
         Err((
@@ -430,7 +435,10 @@ fn truncate_for_message(text: &str) -> &str {
 /// Checks a browser request's `Origin` against the site: the site's allowed origins, or
 /// Porchlight's own origin (the demo site). Requests without an `Origin` (servers, scripts)
 /// pass; CORS cannot restrict them anyway. Returns the origin to echo in CORS headers.
-pub fn origin_allowed(headers: &HeaderMap, site: &engage::Site) -> Result<Option<HeaderValue>, ApiError> {
+pub fn origin_allowed(
+    headers: &HeaderMap,
+    site: &engage::Site,
+) -> Result<Option<HeaderValue>, ApiError> {
     let Some(origin) = headers.get(header::ORIGIN) else {
         return Ok(None);
     };

@@ -45,10 +45,13 @@ const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
 /// Messages sent per conversation when the widget holds none of it.
 const RESUME_LIMIT: usize = 200;
 
+/// A visitor's key in the hub: (site key, visitor id).
+type VisitorKey = (Arc<str>, Arc<str>);
+
 /// Open visitor sockets by (site, visitor id), fed by [`run_router`].
 #[derive(Default)]
 pub struct ChatHub {
-    sockets: Mutex<HashMap<(Arc<str>, Arc<str>), Vec<Subscriber>>>,
+    sockets: Mutex<HashMap<VisitorKey, Vec<Subscriber>>>,
     next_id: AtomicU64,
 }
 
@@ -58,10 +61,17 @@ struct Subscriber {
     lagged: Arc<AtomicBool>,
 }
 
+/// A socket's place in the hub: its queue of events and its lag flag.
+struct Subscription<'a> {
+    _registration: Registration<'a>,
+    events: mpsc::Receiver<ConversationEvent>,
+    lagged: Arc<AtomicBool>,
+}
+
 /// Unregisters a socket when its task ends, however it ends.
 struct Registration<'a> {
     hub: &'a ChatHub,
-    key: (Arc<str>, Arc<str>),
+    key: VisitorKey,
     id: u64,
 }
 
@@ -78,17 +88,25 @@ impl Drop for Registration<'_> {
 }
 
 impl ChatHub {
-    fn register(&self, site: &str, visitor_id: &str) -> (Registration<'_>, mpsc::Receiver<ConversationEvent>, Arc<AtomicBool>) {
+    fn register(&self, site: &str, visitor_id: &str) -> Subscription<'_> {
         let (events, receiver) = mpsc::channel(SOCKET_QUEUE);
         let lagged = Arc::new(AtomicBool::new(false));
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let key: (Arc<str>, Arc<str>) = (Arc::from(site), Arc::from(visitor_id));
-        self.sockets.lock().entry(key.clone()).or_default().push(Subscriber {
-            id,
-            events,
-            lagged: Arc::clone(&lagged),
-        });
-        (Registration { hub: self, key, id }, receiver, lagged)
+        let key: VisitorKey = (Arc::from(site), Arc::from(visitor_id));
+        self.sockets
+            .lock()
+            .entry(key.clone())
+            .or_default()
+            .push(Subscriber {
+                id,
+                events,
+                lagged: Arc::clone(&lagged),
+            });
+        Subscription {
+            _registration: Registration { hub: self, key, id },
+            events: receiver,
+            lagged,
+        }
     }
 
     /// Number of open visitor sockets.
@@ -102,7 +120,7 @@ impl ChatHub {
 
     fn dispatch(&self, event: &ConversationEvent) {
         let sockets = self.sockets.lock();
-        let key: (Arc<str>, Arc<str>) = (Arc::from(event.site()), Arc::from(event.visitor_id()));
+        let key: VisitorKey = (Arc::from(event.site()), Arc::from(event.visitor_id()));
         if let Some(list) = sockets.get(&key) {
             for subscriber in list {
                 if subscriber.events.try_send(event.clone()).is_err() {
@@ -146,29 +164,50 @@ pub struct CredentialRequest {
 
 /// `POST /v1/chat/credential`: issues the visitor's credential, once. The widget sends it as
 /// `text/plain` (no preflight), so the body is read as bytes and parsed here.
-pub async fn issue_credential(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Result<Response, ApiError> {
-    let request: CredentialRequest =
-        serde_json::from_slice(&body).map_err(|error| ApiError::bad_request(format!("invalid request JSON: {error}")))?;
+pub async fn issue_credential(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let request: CredentialRequest = serde_json::from_slice(&body)
+        .map_err(|error| ApiError::bad_request(format!("invalid request JSON: {error}")))?;
     let site = state
         .sites
         .get(&request.site)
         .ok_or_else(|| ApiError::NotFound(format!("unknown site {:?}", request.site)))?;
     let origin = origin_allowed(&headers, &site)?;
     if state.presence.get(&site.key, &request.vid).is_none() {
-        return Err(ApiError::NotFound("this visitor is not live on the site; send a page view first".into()));
+        return Err(ApiError::NotFound(
+            "this visitor is not live on the site; send a page view first".into(),
+        ));
     }
-    let response = match state.conversations.issue_visitor_credential(&site.key, &request.vid).await? {
-        Some(credential) => (StatusCode::CREATED, Json(json!({ "credential": credential }))).into_response(),
-        None => ApiError::Conflict("this visitor already has a credential; a browser that lost it starts as a new visitor".into())
+    let response = match state
+        .conversations
+        .issue_visitor_credential(&site.key, &request.vid)
+        .await?
+    {
+        Some(credential) => (
+            StatusCode::CREATED,
+            Json(json!({ "credential": credential })),
+        )
             .into_response(),
+        None => ApiError::Conflict(
+            "this visitor already has a credential; a browser that lost it starts as a new visitor"
+                .into(),
+        )
+        .into_response(),
     };
     Ok(with_origin(response, origin))
 }
 
 fn with_origin(mut response: Response, origin: Option<HeaderValue>) -> Response {
     if let Some(origin) = origin {
-        response.headers_mut().insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin);
-        response.headers_mut().insert(header::VARY, HeaderValue::from_static("Origin"));
+        response
+            .headers_mut()
+            .insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin);
+        response
+            .headers_mut()
+            .insert(header::VARY, HeaderValue::from_static("Origin"));
     }
     response
 }
@@ -325,7 +364,10 @@ impl Session {
         let mut agents = Vec::new();
         for agent_id in &conversation.participants {
             if let Ok(Some(agent)) = self.state.store.agent(*agent_id).await {
-                agents.push(AgentName { id: agent.id, name: agent.name });
+                agents.push(AgentName {
+                    id: agent.id,
+                    name: agent.name,
+                });
             }
         }
         VisitorConversation {
@@ -369,7 +411,12 @@ impl Session {
             let page = self
                 .state
                 .conversations
-                .messages(conversation.id, Party::Visitor(self.visitor()), after, RESUME_LIMIT)
+                .messages(
+                    conversation.id,
+                    Party::Visitor(self.visitor()),
+                    after,
+                    RESUME_LIMIT,
+                )
                 .await?;
             messages.extend(page);
         }
@@ -393,7 +440,11 @@ async fn visitor_socket(state: AppState, site: String, ip: IpAddr, mut socket: W
         after,
     }) = hello
     else {
-        let _ = send_text(&mut socket, error_frame("the first frame must be a hello", None)).await;
+        let _ = send_text(
+            &mut socket,
+            error_frame("the first frame must be a hello", None),
+        )
+        .await;
         return;
     };
     let verified = hello_site == site
@@ -408,7 +459,7 @@ async fn visitor_socket(state: AppState, site: String, ip: IpAddr, mut socket: W
         return;
     }
     let chat = &state.chat;
-    let (_registration, mut events, lagged) = chat.register(&site, &vid);
+    let mut subscription = chat.register(&site, &vid);
     let mut session = Session {
         state: state.clone(),
         site,
@@ -441,9 +492,9 @@ async fn visitor_socket(state: AppState, site: String, ip: IpAddr, mut socket: W
     let mut shutdown = state.shutdown.subscribe();
     loop {
         tokio::select! {
-            event = events.recv() => {
+            event = subscription.events.recv() => {
                 let Some(event) = event else { return };
-                if lagged.swap(false, Ordering::AcqRel) {
+                if subscription.lagged.swap(false, Ordering::AcqRel) {
                     if !resync(&mut session, &mut socket).await {
                         return;
                     }
@@ -474,7 +525,11 @@ async fn visitor_socket(state: AppState, site: String, ip: IpAddr, mut socket: W
 }
 
 fn settings_for(state: &AppState, site_key: &str) -> serde_json::Value {
-    let name = state.sites.get(site_key).map(|site| site.name.clone()).unwrap_or_default();
+    let name = state
+        .sites
+        .get(site_key)
+        .map(|site| site.name.clone())
+        .unwrap_or_default();
     json!({ "name": name, "welcome": "Hi! How can we help?", "launcher": { "align": "right", "offset": 25 } })
 }
 
@@ -482,7 +537,12 @@ async fn resync(session: &mut Session, socket: &mut WebSocket) -> bool {
     match session.catch_up().await {
         Ok((conversations, messages)) => {
             for conversation in conversations {
-                if !send_text(socket, json!({ "type": "conversation", "conversation": conversation }).to_string()).await {
+                if !send_text(
+                    socket,
+                    json!({ "type": "conversation", "conversation": conversation }).to_string(),
+                )
+                .await
+                {
                     return false;
                 }
             }
@@ -501,7 +561,10 @@ async fn resync(session: &mut Session, socket: &mut WebSocket) -> bool {
 
 async fn forward(session: &mut Session, socket: &mut WebSocket, event: ConversationEvent) -> bool {
     match event {
-        ConversationEvent::MessageAdded { conversation, message } => {
+        ConversationEvent::MessageAdded {
+            conversation,
+            message,
+        } => {
             if let Some(frame) = session.message_frame(&message)
                 && !send_text(socket, frame).await
             {
@@ -509,15 +572,28 @@ async fn forward(session: &mut Session, socket: &mut WebSocket, event: Conversat
             }
             if matches!(message.body, MessageBody::Event { .. }) {
                 let view = session.view(&conversation).await;
-                return send_text(socket, json!({ "type": "conversation", "conversation": view }).to_string()).await;
+                return send_text(
+                    socket,
+                    json!({ "type": "conversation", "conversation": view }).to_string(),
+                )
+                .await;
             }
             true
         }
         ConversationEvent::ConversationChanged { conversation } => {
             let view = session.view(&conversation).await;
-            send_text(socket, json!({ "type": "conversation", "conversation": view }).to_string()).await
+            send_text(
+                socket,
+                json!({ "type": "conversation", "conversation": view }).to_string(),
+            )
+            .await
         }
-        ConversationEvent::Typing { conversation_id, who, typing, .. } => {
+        ConversationEvent::Typing {
+            conversation_id,
+            who,
+            typing,
+            ..
+        } => {
             let name = match &who {
                 Author::Agent { name, .. } | Author::Bot { name } => name.clone(),
                 // The visitor's own typing is not echoed back.
@@ -531,7 +607,8 @@ async fn forward(session: &mut Session, socket: &mut WebSocket, event: Conversat
         }
         ConversationEvent::BlockChanged { blocked, .. } => {
             if blocked {
-                let _ = send_text(socket, error_frame("you cannot chat with this site", None)).await;
+                let _ =
+                    send_text(socket, error_frame("you cannot chat with this site", None)).await;
                 let _ = socket.send(WsMessage::Close(None)).await;
                 return false;
             }
@@ -563,16 +640,32 @@ async fn handle_frame(session: &mut Session, text: &str) -> Option<String> {
             let outcome = match (conversation_id, attachment_id) {
                 (Some(id), Some(attachment)) => {
                     conversations
-                        .post_visitor_message(id, visitor, Content::Attachment { id: attachment, text }, Some(&client_id))
+                        .post_visitor_message(
+                            id,
+                            visitor,
+                            Content::Attachment {
+                                id: attachment,
+                                text,
+                            },
+                            Some(&client_id),
+                        )
                         .await
                 }
                 (Some(id), None) => {
                     conversations
-                        .post_visitor_message(id, visitor, Content::Text(text.unwrap_or_default()), Some(&client_id))
+                        .post_visitor_message(
+                            id,
+                            visitor,
+                            Content::Text(text.unwrap_or_default()),
+                            Some(&client_id),
+                        )
                         .await
                 }
                 (None, Some(_)) => {
-                    return Some(error_frame("start the conversation with a text message first", Some(&client_id)));
+                    return Some(error_frame(
+                        "start the conversation with a text message first",
+                        Some(&client_id),
+                    ));
                 }
                 (None, None) => {
                     let page_url = session
@@ -589,7 +682,12 @@ async fn handle_frame(session: &mut Session, text: &str) -> Option<String> {
                         }),
                     };
                     conversations
-                        .start_by_visitor(visitor, text.as_deref().unwrap_or(""), Some(&client_id), details)
+                        .start_by_visitor(
+                            visitor,
+                            text.as_deref().unwrap_or(""),
+                            Some(&client_id),
+                            details,
+                        )
                         .await
                 }
             };
@@ -604,12 +702,18 @@ async fn handle_frame(session: &mut Session, text: &str) -> Option<String> {
                 Err(error) => error_frame(&error.to_string(), Some(&client_id)),
             })
         }
-        ClientFrame::Typing { conversation_id, typing } => conversations
+        ClientFrame::Typing {
+            conversation_id,
+            typing,
+        } => conversations
             .typing(conversation_id, Party::Visitor(visitor), typing)
             .await
             .err()
             .map(|error| error_frame(&error.to_string(), None)),
-        ClientFrame::Read { conversation_id, seq } => conversations
+        ClientFrame::Read {
+            conversation_id,
+            seq,
+        } => conversations
             .mark_read(conversation_id, Party::Visitor(visitor), seq)
             .await
             .err()
@@ -627,7 +731,10 @@ async fn handle_frame(session: &mut Session, text: &str) -> Option<String> {
 }
 
 /// The visitor's identity on attachment requests (a fetch can set headers; a WebSocket cannot).
-async fn attachment_party<'a>(state: &AppState, headers: &'a HeaderMap) -> Result<(&'a str, &'a str), ApiError> {
+async fn attachment_party<'a>(
+    state: &AppState,
+    headers: &'a HeaderMap,
+) -> Result<(&'a str, &'a str), ApiError> {
     let header = |name: &str| headers.get(name).and_then(|value| value.to_str().ok());
     let (Some(site), Some(visitor), Some(credential)) = (
         header("x-porchlight-site"),
@@ -636,7 +743,11 @@ async fn attachment_party<'a>(state: &AppState, headers: &'a HeaderMap) -> Resul
     ) else {
         return Err(ApiError::Unauthorized);
     };
-    if !state.conversations.verify_visitor_credential(site, visitor, credential).await? {
+    if !state
+        .conversations
+        .verify_visitor_credential(site, visitor, credential)
+        .await?
+    {
         return Err(ApiError::Unauthorized);
     }
     Ok((site, visitor))
@@ -687,7 +798,11 @@ pub async fn download_attachment(
     let (site, visitor_id) = attachment_party(&state, &headers).await?;
     let (meta, bytes) = state
         .conversations
-        .attachment(conversation_id, &attachment_id, Party::Visitor(VisitorRef::new(site, visitor_id)))
+        .attachment(
+            conversation_id,
+            &attachment_id,
+            Party::Visitor(VisitorRef::new(site, visitor_id)),
+        )
         .await?;
     Ok(attachment_response(&meta, bytes))
 }
@@ -697,13 +812,26 @@ pub async fn download_attachment(
 pub fn attachment_response(meta: &engage::AttachmentMeta, bytes: Vec<u8>) -> Response {
     let mut response = bytes.into_response();
     let headers = response.headers_mut();
-    let mime = HeaderValue::from_str(&meta.mime).unwrap_or(HeaderValue::from_static("application/octet-stream"));
+    let mime = HeaderValue::from_str(&meta.mime)
+        .unwrap_or(HeaderValue::from_static("application/octet-stream"));
     headers.insert(header::CONTENT_TYPE, mime);
-    headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
-    headers.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static("default-src 'none'; sandbox"));
-    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("private, max-age=3600"));
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    headers.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static("default-src 'none'; sandbox"),
+    );
+    headers.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("private, max-age=3600"),
+    );
     if !meta.image {
-        let disposition = format!("attachment; filename=\"{}\"", meta.name.replace(['"', '\\'], "_"));
+        let disposition = format!(
+            "attachment; filename=\"{}\"",
+            meta.name.replace(['"', '\\'], "_")
+        );
         if let Ok(value) = HeaderValue::from_str(&disposition) {
             headers.insert(header::CONTENT_DISPOSITION, value);
         }

@@ -17,8 +17,7 @@ use axum::extract::{DefaultBodyLimit, Path, Query, State};
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use engage::{
-    Agent, Content, Conversation, InboxFilter, InboxTab, MAX_ATTACHMENT_BYTES, Party, StartDetails,
-    VisitorRef,
+    Agent, Content, Conversation, InboxFilter, InboxTab, Party, StartDetails, VisitorRef,
 };
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -633,6 +632,3 @@ pub async fn list_blocks(
         .await?;
     Ok(Json(json!({ "blocks": blocks })))
 }
-
-/// The attachment limit, for the upload's messages.
-const MAX_ATTACHMENT_MB: usize = MAX_ATTACHMENT_BYTES / (1024 * 1024);

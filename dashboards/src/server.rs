@@ -108,11 +108,19 @@ impl Server {
             },
             Arc::new(engage::SystemClock),
         );
-        let ingest = Ingest::start(Arc::clone(&presence), Arc::clone(&store)).await?;
-        let conversations = Conversations::start(
+
+        let conversations = Arc::new(
+            Conversations::start(
+                Arc::clone(&store),
+                Arc::new(engage::SystemClock),
+                settings.common.data_dir.clone(),
+            )
+            .await?,
+        );
+        let ingest = Ingest::start(
+            Arc::clone(&presence),
             Arc::clone(&store),
-            Arc::new(engage::SystemClock),
-            settings.common.data_dir.clone(),
+            Arc::clone(&conversations),
         )
         .await?;
         let sites = SiteDirectory::default();

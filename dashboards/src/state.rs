@@ -30,7 +30,7 @@ pub struct App {
     pub store: Arc<dyn Store>,
     pub accounts: Accounts,
     pub ingest: Ingest,
-    pub conversations: Conversations,
+    pub conversations: Arc<Conversations>,
     pub sites: SiteDirectory,
     pub metrics: Metrics,
     pub live: LiveHub,

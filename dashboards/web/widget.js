@@ -337,9 +337,12 @@
   };
 
   var Chat = {
-    init: function () {
+    // first: the promise of the first page view; the server issues a
+    // credential only to a visitor it has seen.
+    init: function (first) {
       if (C.ok || !w.WebSocket || !w.JSON || !d.documentElement.attachShadow) return;
       C.ok = true;
+      C.first = Promise.resolve(first)['catch'](debug);
       Chat.load();
       on(d, 'visibilitychange', Chat.render); // marks messages seen when the tab comes back
       on(w, 'pagehide', function () {
@@ -404,7 +407,7 @@
       C.st.out = out; // what the visitor typed still goes out, under the new id
       C.idx = {}; C.readSent = {}; C.thanks = {};
       Chat.save();
-      return Promise.resolve(Tracker.beat('pageview'))['catch'](debug);
+      return (C.first = Promise.resolve(Tracker.beat('pageview'))['catch'](debug));
     },
     conf: function (s, quiet) {
       if (!s || typeof s !== 'object' || !C.st) return;
@@ -450,13 +453,22 @@
       return C.credP;
     },
     ask: function (again) {
-      var vid = S.vid;
-      return fetch(S.host + '/v1/chat/credential', {
-        method: 'POST', headers: { 'Content-Type': 'text/plain' }, credentials: 'omit', mode: 'cors',
-        body: JSON.stringify({ site: S.site, vid: vid })
+      var vid;
+      return C.first.then(function () {
+        vid = S.vid;
+        return fetch(S.host + '/v1/chat/credential', {
+          method: 'POST', headers: { 'Content-Type': 'text/plain' }, credentials: 'omit', mode: 'cors',
+          body: JSON.stringify({ site: S.site, vid: vid })
+        });
       }).then(function (r) {
         // 409: this visitor id has a credential this browser lost.
         if (r.status === 409 && again) return Chat.renew().then(function () { return Chat.ask(false); });
+        // 404: the server no longer holds this visitor as live (a tab idle past
+        // the retention): a page view makes it live again.
+        if (r.status === 404 && again) {
+          C.first = Promise.resolve(Tracker.beat('pageview'))['catch'](debug);
+          return Chat.ask(false);
+        }
         return r.json()['catch'](function () { return {}; }).then(function (j) {
           if (r.status !== 201 && r.status !== 200 || !j || typeof j.credential !== 'string' || !j.credential) {
             throw new Error('credential: ' + r.status + ' ' + (j && j.error));
@@ -496,7 +508,7 @@
     },
     socket: function (cred) {
       var ws;
-      try { ws = new WebSocket(S.host.replace(/^http/i, 'ws') + '/v1/chat/socket'); } catch (e) { debug(e); return Chat.again(); }
+      try { ws = new WebSocket(S.host.replace(/^http/i, 'ws') + '/v1/chat/socket?site=' + encodeURIComponent(S.site)); } catch (e) { debug(e); return Chat.again(); }
       C.ws = ws;
       ws.onopen = safe(function () {
         if (C.ws !== ws) return;
@@ -511,6 +523,8 @@
         C.ws = null; C.ready = false; C.typing.forEach(function (t) { clearTimeout(t.timer); }); C.typing = [];
         // 4401: the server does not know this credential; ask for a new one (once per page).
         if (e.code === 4401 && !C.reauth) { C.reauth = true; LS.del('pl_cred'); }
+        // 4403: refused for good (blocked): no reconnecting until the launcher is opened again.
+        if (e.code === 4403) C.want = false;
         Chat.render();
         if (C.want) Chat.again();
       });
@@ -1087,8 +1101,7 @@
       S.host = typeof o.host === 'string' && /^https?:\/\/[^/]/i.test(o.host) ? o.host.replace(/\/+$/, '') : HOST;
       S.vid = Store.vid();
       Tracker.hooks(o.spa !== false);
-      Tracker.beat('pageview');
-      Chat.init();
+      Chat.init(Tracker.beat('pageview'));
       pending.splice(0).forEach(call);
     },
     open: function () { Chat.show(true); },

@@ -12,6 +12,7 @@ use std::sync::Arc;
 use tokio::task::JoinHandle;
 use tracker::{Beacon, KnownProfile, Observation, Presence};
 
+use crate::conversations::Conversations;
 use crate::error::StoreError;
 use crate::model::ProfileRecord;
 use crate::profiles::{ProfileWriter, VisitorNumbers};
@@ -35,6 +36,8 @@ pub struct Ingest {
     writer: ProfileWriter,
     writer_task: parking_lot::Mutex<Option<JoinHandle<()>>>,
     numbers: VisitorNumbers,
+    /// Blocks, so a blocked visitor coming back into memory is flagged at once.
+    conversations: Arc<Conversations>,
 }
 
 impl Ingest {
@@ -42,6 +45,7 @@ impl Ingest {
     pub async fn start(
         presence: Arc<Presence>,
         store: Arc<dyn Store>,
+        conversations: Arc<Conversations>,
     ) -> Result<Ingest, StoreError> {
         let numbers = VisitorNumbers::load(&*store).await?;
         let (writer, writer_task) = ProfileWriter::spawn(Arc::clone(&store));
@@ -51,6 +55,7 @@ impl Ingest {
             writer,
             writer_task: parking_lot::Mutex::new(Some(writer_task)),
             numbers,
+            conversations,
         })
     }
 
@@ -67,7 +72,16 @@ impl Ingest {
         let observation = match self.presence.observe(beacon) {
             Observation::NeedsProfile => {
                 let profile = self.load_profile(beacon).await?;
-                self.presence.start_visit(beacon, &profile)
+                let observation = self.presence.start_visit(beacon, &profile);
+                // The visitor (re)entered memory: carry over a block (an in-memory check).
+                if self
+                    .conversations
+                    .is_blocked(beacon.site, beacon.visitor_id, Some(beacon.ip))
+                {
+                    self.presence
+                        .set_blocked(beacon.site, beacon.visitor_id, true);
+                }
+                observation
             }
             observation => observation,
         };

@@ -3,9 +3,9 @@
 mod auth;
 mod beacons;
 mod browser_smoke;
+mod chat;
 mod cli;
 mod console_browser;
 mod console_scale;
-mod live;
-mod chat;
 mod conversations;
+mod live;

@@ -15,7 +15,6 @@ use axum::response::{IntoResponse, Response};
 use engage::{MAX_ATTACHMENT_BYTES, Party};
 use serde_json::{Value, json};
 
-use super::MAX_ATTACHMENT_MB;
 use crate::auth::CurrentAgent;
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -24,6 +23,9 @@ use crate::state::AppState;
 /// client gets a clean 413 rather than a connection closed under its feet; larger ones are
 /// refused from their `Content-Length` without reading.
 const UPLOAD_SLACK: usize = 64 * 1024;
+
+/// The attachment limit in the upload's error message.
+const MAX_ATTACHMENT_MB: usize = MAX_ATTACHMENT_BYTES / (1024 * 1024);
 
 /// The route-level body limit of the upload.
 pub const UPLOAD_BODY_LIMIT: usize = MAX_ATTACHMENT_BYTES + UPLOAD_SLACK;
@@ -163,7 +165,7 @@ fn percent_encode(text: &str) -> String {
 fn ascii_fallback(name: &str) -> String {
     name.chars()
         .map(|c| {
-            if c.is_ascii_graphic() && c != '"' && c != '\\' || c == ' ' {
+            if (c.is_ascii_graphic() && c != '"' && c != '\\') || c == ' ' {
                 c
             } else {
                 '_'

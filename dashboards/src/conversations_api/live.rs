@@ -192,6 +192,22 @@ fn apply(state: &AppState, event: &ConversationEvent) {
             blocked,
         } => {
             state.presence.set_blocked(site, visitor_id, *blocked);
+            if !blocked {
+                // The block may also have covered an address other live visitors share: let
+                // the blocks that remain decide for every visitor still flagged.
+                let flagged = state.presence.list(
+                    site,
+                    &tracker::ListQuery {
+                        segment: tracker::Segment::Blocked,
+                        limit: tracker::MAX_LIST_LIMIT,
+                        ..tracker::ListQuery::default()
+                    },
+                );
+                for visitor in flagged.visitors {
+                    let still = state.conversations.is_blocked(site, &visitor.id, Some(visitor.ip));
+                    state.presence.set_blocked(site, &visitor.id, still);
+                }
+            }
         }
         ConversationEvent::Typing { .. } => {}
     }

@@ -17,8 +17,10 @@ class AgentDirectory {
     if (this.me) this.learn(this.me.id, this.me.name || this.me.email);
   }
 
-  // Loads the list once; a 403 (not an admin) just leaves it null.
+  // Loads the list once (owners and admins only: others would get a 403 and
+  // keep the "Agent #id" fallback).
   load() {
+    if (!this.me || (this.me.role !== 'owner' && this.me.role !== 'admin')) return Promise.resolve(null);
     if (!this.loading) {
       this.loading = api
         .get('/api/agents')

@@ -48,7 +48,7 @@ class PlChatView extends HTMLElement {
     this.pending = new Map(); // client_id -> pending element
     this.typers = new Map(); // 'visitor' | 'agent:<id>' -> {text, timer}
     this.typingSentAt = 0;
-    this.typingOn = false;
+    this.typingOn = null;
     this.typingIdle = 0;
     this.readBusy = false;
     this.blocked = false;
@@ -73,6 +73,8 @@ class PlChatView extends HTMLElement {
     }
     clearInterval(this.ticker);
     this.ticker = setInterval(() => this.tick(), 1000);
+    // Frames went elsewhere while we were out of the page: catch up.
+    if (this.conv) this.resync();
   }
 
   disconnectedCallback() {
@@ -314,6 +316,7 @@ class PlChatView extends HTMLElement {
     } finally {
       if (gen === this.gen) this.fetching = false;
     }
+    if (gen === this.gen) this.markRead();
   }
 
   async loadSide(gen) {

@@ -222,6 +222,7 @@ class PlInbox extends HTMLElement {
     const n = id == null || id === '' ? null : Number(id);
     this.selectedId = Number.isFinite(n) ? n : null;
     this.body.classList.toggle('has-chat', this.selectedId != null);
+    this.classList.toggle('has-chat', this.selectedId != null);
     this.placeholder.hidden = this.selectedId != null;
     if (this.selectedId == null) this.chat.close();
     else this.chat.open(this.selectedId, this.byId.get(this.selectedId));
