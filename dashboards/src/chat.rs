@@ -38,6 +38,20 @@ use crate::beacon::{client_ip, origin_allowed};
 use crate::error::ApiError;
 use crate::state::AppState;
 
+/// Close codes the widget acts on: drop its credential and ask again (4401), or stop
+/// reconnecting until the visitor opens the launcher (4403).
+const CLOSE_BAD_CREDENTIAL: u16 = 4401;
+const CLOSE_BLOCKED: u16 = 4403;
+/// Idle sockets are pinged so proxies do not drop them.
+const PING_INTERVAL: Duration = Duration::from_secs(30);
+
+fn close(code: u16, reason: &'static str) -> WsMessage {
+    WsMessage::Close(Some(axum::extract::ws::CloseFrame {
+        code,
+        reason: reason.into(),
+    }))
+}
+
 /// Frames queued for one socket before it counts as lagging.
 const SOCKET_QUEUE: usize = 64;
 /// How long a socket may take to say hello.
@@ -455,7 +469,9 @@ async fn visitor_socket(state: AppState, site: String, ip: IpAddr, mut socket: W
             .unwrap_or(false);
     if !verified {
         let _ = send_text(&mut socket, error_frame("invalid visitor credential", None)).await;
-        let _ = socket.send(WsMessage::Close(None)).await;
+        let _ = socket
+            .send(close(CLOSE_BAD_CREDENTIAL, "invalid visitor credential"))
+            .await;
         return;
     }
     let chat = &state.chat;
@@ -520,6 +536,11 @@ async fn visitor_socket(state: AppState, site: String, ip: IpAddr, mut socket: W
                 let _ = socket.send(WsMessage::Close(None)).await;
                 return;
             }
+            _ = tokio::time::sleep(PING_INTERVAL) => {
+                if socket.send(WsMessage::Ping(Default::default())).await.is_err() {
+                    return;
+                }
+            }
         }
     }
 }
@@ -530,7 +551,15 @@ fn settings_for(state: &AppState, site_key: &str) -> serde_json::Value {
         .get(site_key)
         .map(|site| site.name.clone())
         .unwrap_or_default();
-    json!({ "name": name, "welcome": "Hi! How can we help?", "launcher": { "align": "right", "offset": 25 } })
+    // Per-site widget settings (welcome text, pre-chat form, visibility, business hours) are
+    // the next step of issue 3; until then every site gets these.
+    json!({
+        "name": name,
+        "welcome": "Hi! How can we help?",
+        "launcher": { "align": "right", "offset": 25 },
+        "prechat": false,
+        "visibility": "visible",
+    })
 }
 
 async fn resync(session: &mut Session, socket: &mut WebSocket) -> bool {
@@ -609,7 +638,7 @@ async fn forward(session: &mut Session, socket: &mut WebSocket, event: Conversat
             if blocked {
                 let _ =
                     send_text(socket, error_frame("you cannot chat with this site", None)).await;
-                let _ = socket.send(WsMessage::Close(None)).await;
+                let _ = socket.send(close(CLOSE_BLOCKED, "blocked")).await;
                 return false;
             }
             true

@@ -178,9 +178,9 @@
   };
 
   // --- Chat ------------------------------------------------------------------
-  // The visitor's side of conversations. One WebSocket per tab, opened when
-  // the launcher is opened, at init for a visitor who has chatted before
-  // (localStorage pl_cred), or when a beacon answer says {chat: true}. State
+  // The visitor's side of conversations. One WebSocket per tab, opened at init
+  // (after the first page view) and again whenever the launcher is opened or a
+  // beacon answer says {chat: true} while it is closed. State
   // lives in localStorage pl_chat for the current visitor id: the last 200
   // messages, per conversation the newest seq the server delivered (the
   // hello's "after"; kept when old messages are trimmed), read marks, and the
@@ -353,7 +353,9 @@
       });
       on(w, 'pageshow', function (e) { if (e.persisted && C.want) { C.tries = 0; Chat.connect(); } });
       on(w, 'online', function () { if (C.want && !C.ws) { C.tries = 0; Chat.connect(); } });
-      if (Chat.stored() || C.st.out.length) Chat.connect(); // chatted before: agent messages arrive at once
+      // Every tab keeps its channel open (after the first page view has made the visitor
+      // live), so a message an agent starts a conversation with arrives at once.
+      Chat.connect();
       Chat.mount();
     },
 

@@ -340,13 +340,34 @@ async fn a_chat_nobody_answered_is_missed_when_the_visitor_leaves() {
 #[tokio::test]
 async fn a_blocked_visitor_coming_back_is_in_the_blocked_segment() {
     let app = TestApp::start().await;
-    let owner = app.state().store.agent_by_email(OWNER_EMAIL).await.unwrap().unwrap();
+    let owner = app
+        .state()
+        .store
+        .agent_by_email(OWNER_EMAIL)
+        .await
+        .unwrap()
+        .unwrap();
     app.state()
         .conversations
-        .block(TEST_SITE, "visitor-back-blocked", None, &owner, Some("spam"))
+        .block(
+            TEST_SITE,
+            "visitor-back-blocked",
+            None,
+            &owner,
+            Some("spam"),
+        )
         .await
         .unwrap();
-    assert_eq!(app.beacon(&page_view("visitor-back-blocked", "visit-back-0001", "https://shop.example/")).await.0, 200);
+    assert_eq!(
+        app.beacon(&page_view(
+            "visitor-back-blocked",
+            "visit-back-0001",
+            "https://shop.example/"
+        ))
+        .await
+        .0,
+        200
+    );
     let counts = app.state().presence.counts(TEST_SITE);
     assert_eq!((counts.all, counts.blocked), (1, 1));
     app.shutdown().await;

@@ -6,6 +6,7 @@ mod browser_smoke;
 mod chat;
 mod cli;
 mod console_browser;
+mod console_chat;
 mod console_scale;
 mod conversations;
 mod live;

@@ -204,7 +204,9 @@ fn apply(state: &AppState, event: &ConversationEvent) {
                     },
                 );
                 for visitor in flagged.visitors {
-                    let still = state.conversations.is_blocked(site, &visitor.id, Some(visitor.ip));
+                    let still = state
+                        .conversations
+                        .is_blocked(site, &visitor.id, Some(visitor.ip));
                     state.presence.set_blocked(site, &visitor.id, still);
                 }
             }
