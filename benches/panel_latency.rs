@@ -67,6 +67,11 @@ struct Config {
     visitors: usize,
 }
 
+/// The same allocator as the `porchlight` binary, for the server roles this binary runs (the
+/// baseline server runs under it too, so the comparison stays like for like).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     if let Some(role) = support::procs::role(&args) {

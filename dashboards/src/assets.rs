@@ -76,6 +76,11 @@ pub async fn widget() -> Response {
     response
 }
 
+/// `GET /api/openapi.json`: the API described as OpenAPI 3 (`web/openapi.json`).
+pub async fn openapi() -> Response {
+    serve("openapi.json", "no-cache", None)
+}
+
 /// `GET /` → the console.
 pub async fn root() -> Redirect {
     Redirect::to("/console/")

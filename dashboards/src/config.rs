@@ -259,6 +259,8 @@ pub struct Settings {
     pub cookie_secure: CookieSecure,
     pub demo: bool,
     pub simulate: u32,
+    /// Webhook delivery: retry backoff, attempts and the per-attempt timeout.
+    pub webhooks: crate::webhooks::WebhookConfig,
 }
 
 impl Settings {
@@ -420,6 +422,7 @@ pub fn resolve(global: &GlobalArgs, serve: &ServeArgs) -> Result<Settings, Confi
             .unwrap_or_default(),
         demo: serve.demo.or(file.demo).unwrap_or(true),
         simulate: serve.simulate.or(file.simulate).unwrap_or(40),
+        webhooks: crate::webhooks::WebhookConfig::default(),
     })
 }
 

@@ -21,6 +21,7 @@ pub mod live;
 pub mod metrics;
 pub mod server;
 pub mod state;
+pub mod webhooks;
 pub mod wire;
 
 pub use config::Settings;

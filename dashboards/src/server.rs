@@ -44,6 +44,7 @@ pub fn router(state: AppState) -> Router {
         .route("/tokens", get(api::list_tokens).post(api::create_token))
         .route("/tokens/{id}", delete(api::revoke_token))
         .merge(crate::conversations_api::routes())
+        .merge(crate::webhooks::routes())
         .layer(DefaultBodyLimit::max(API_BODY_LIMIT));
     Router::new()
         // The beacon handler enforces its own (configurable) body limit with a clear 413.
@@ -69,6 +70,7 @@ pub fn router(state: AppState) -> Router {
         .route("/console/{*path}", get(assets::console_file))
         .route("/demo/", get(assets::demo_index))
         .route("/demo/{*path}", get(assets::demo_file))
+        .route("/api/openapi.json", get(assets::openapi))
         .route("/healthz", get(api::healthz))
         .route("/metrics", get(api::metrics))
         .layer(TraceLayer::new_for_http())
@@ -157,6 +159,7 @@ impl Server {
         tasks.push(tokio::spawn(crate::conversations_api::run_presence_sync(
             state.clone(),
         )));
+        tasks.push(tokio::spawn(crate::webhooks::run_webhooks(state.clone())));
         if state.settings.demo && state.settings.simulate > 0 {
             tasks.push(tokio::spawn(demo::run_simulator(state.clone())));
         }

@@ -22,6 +22,7 @@ mod model;
 mod profiles;
 mod redb_store;
 mod store;
+pub mod webhooks;
 
 pub use accounts::{Accounts, AccountsConfig, PasswordParams, SessionToken, hash_token};
 pub use attachments::{
@@ -45,3 +46,4 @@ pub use model::{
 pub use profiles::{ProfileWriter, ProfileWriterConfig, VisitorNumbers};
 pub use redb_store::{DB_FILE_NAME, RedbStore};
 pub use store::Store;
+pub use webhooks::{Delivery, NewWebhook, Webhook, WebhookEvent};

@@ -835,5 +835,30 @@ mod tests {
         async fn blocks(&self, site: &str) -> Result<Vec<Block>, StoreError> {
             self.inner.blocks(site).await
         }
+        async fn create_webhook(
+            &self,
+            webhook: crate::webhooks::NewWebhook,
+        ) -> Result<crate::webhooks::Webhook, StoreError> {
+            self.inner.create_webhook(webhook).await
+        }
+        async fn webhooks(&self, site: &str) -> Result<Vec<crate::webhooks::Webhook>, StoreError> {
+            self.inner.webhooks(site).await
+        }
+        async fn delete_webhook(&self, site: &str, id: u64) -> Result<bool, StoreError> {
+            self.inner.delete_webhook(site, id).await
+        }
+        async fn record_delivery(
+            &self,
+            site: &str,
+            delivery: &crate::webhooks::Delivery,
+        ) -> Result<(), StoreError> {
+            self.inner.record_delivery(site, delivery).await
+        }
+        async fn deliveries(
+            &self,
+            site: &str,
+        ) -> Result<Vec<crate::webhooks::Delivery>, StoreError> {
+            self.inner.deliveries(site).await
+        }
     }
 }

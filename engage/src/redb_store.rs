@@ -26,6 +26,7 @@ use crate::model::{
     SessionRecord, Site,
 };
 use crate::store::Store;
+use crate::webhooks::{Delivery, MAX_DELIVERIES_PER_SITE, NewWebhook, Webhook};
 
 /// The database file's name inside the data directory.
 pub const DB_FILE_NAME: &str = "porchlight.redb";
@@ -72,12 +73,20 @@ const VISITOR_CREDENTIALS: TableDefinition<(&str, &str), &str> =
 /// (site key, block key) → JSON [`Block`]; the block key is `visitor:<id>` or `ip:<address>`.
 const BLOCKS: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("blocks");
 /// Counters and the schema version.
+/// (site, webhook id) to the webhook.
+const WEBHOOKS: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("webhooks");
+/// (site, log sequence number) to one delivery attempt; the oldest are trimmed.
+const WEBHOOK_DELIVERIES: TableDefinition<(&str, u64), &[u8]> =
+    TableDefinition::new("webhook_deliveries");
+
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 
 const META_SCHEMA_VERSION: &str = "schema_version";
 const META_NEXT_AGENT_ID: &str = "next_agent_id";
 const META_NEXT_API_TOKEN_ID: &str = "next_api_token_id";
 const META_NEXT_CONVERSATION_ID: &str = "next_conversation_id";
+const META_NEXT_WEBHOOK_ID: &str = "next_webhook_id";
+const META_NEXT_DELIVERY_SEQ: &str = "next_delivery_seq";
 
 /// The embedded [`Store`].
 ///
@@ -167,6 +176,8 @@ impl RedbStore {
             txn.open_table(ATTACHMENTS).db()?;
             txn.open_table(VISITOR_CREDENTIALS).db()?;
             txn.open_table(BLOCKS).db()?;
+            txn.open_table(WEBHOOKS).db()?;
+            txn.open_table(WEBHOOK_DELIVERIES).db()?;
             let mut meta = txn.open_table(META).db()?;
             let version = meta.get(META_SCHEMA_VERSION).db()?.map(|g| g.value());
             match version {
@@ -943,6 +954,91 @@ impl Store for RedbStore {
             Ok(out)
         })
     }
+
+    async fn create_webhook(&self, webhook: NewWebhook) -> Result<Webhook, StoreError> {
+        self.write_durable(move |txn| {
+            let id = next_id(txn, META_NEXT_WEBHOOK_ID)?;
+            let webhook = Webhook {
+                id,
+                site: webhook.site,
+                url: webhook.url,
+                secret: webhook.secret,
+                events: webhook.events,
+                created_ms: webhook.created_ms,
+            };
+            let mut table = txn.open_table(WEBHOOKS).db()?;
+            table
+                .insert((webhook.site.as_str(), id), encode(&webhook)?.as_slice())
+                .db()?;
+            Ok(webhook)
+        })
+        .await
+    }
+
+    async fn webhooks(&self, site: &str) -> Result<Vec<Webhook>, StoreError> {
+        self.read(|txn| {
+            let table = txn.open_table(WEBHOOKS).db()?;
+            let mut out = Vec::new();
+            for entry in table.range((site, 0)..=(site, u64::MAX)).db()? {
+                let (key, bytes) = entry.db()?;
+                let (_, id) = key.value();
+                out.push(decode(bytes.value(), &format_args!("webhook {site}/{id}"))?);
+            }
+            Ok(out)
+        })
+    }
+
+    async fn delete_webhook(&self, site: &str, id: u64) -> Result<bool, StoreError> {
+        let site = site.to_string();
+        self.write_durable(move |txn| {
+            let mut table = txn.open_table(WEBHOOKS).db()?;
+            let removed = table.remove((site.as_str(), id)).db()?.is_some();
+            Ok(removed)
+        })
+        .await
+    }
+
+    async fn record_delivery(&self, site: &str, delivery: &Delivery) -> Result<(), StoreError> {
+        let (site, delivery) = (site.to_string(), delivery.clone());
+        // The log is diagnostics: a lost last entry on a crash is acceptable, so no fsync.
+        self.write(move |txn| {
+            let seq = next_id(txn, META_NEXT_DELIVERY_SEQ)?;
+            let mut table = txn.open_table(WEBHOOK_DELIVERIES).db()?;
+            table
+                .insert((site.as_str(), seq), encode(&delivery)?.as_slice())
+                .db()?;
+            let mut seqs = Vec::new();
+            for entry in table
+                .range((site.as_str(), 0)..=(site.as_str(), u64::MAX))
+                .db()?
+            {
+                let (key, _) = entry.db()?;
+                seqs.push(key.value().1);
+            }
+            let excess = seqs.len().saturating_sub(MAX_DELIVERIES_PER_SITE);
+            for old in &seqs[..excess] {
+                table.remove((site.as_str(), *old)).db()?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn deliveries(&self, site: &str) -> Result<Vec<Delivery>, StoreError> {
+        self.read(|txn| {
+            let table = txn.open_table(WEBHOOK_DELIVERIES).db()?;
+            let mut out = Vec::new();
+            for entry in table.range((site, 0)..=(site, u64::MAX)).db()? {
+                let (key, bytes) = entry.db()?;
+                let (_, seq) = key.value();
+                out.push(decode(
+                    bytes.value(),
+                    &format_args!("webhook delivery {site}/{seq}"),
+                )?);
+            }
+            Ok(out)
+        })
+    }
 }
 
 #[cfg(test)]
@@ -1603,6 +1699,62 @@ mod tests {
         );
         assert_eq!(store.blocks("demo2").await.unwrap().len(), 1);
         assert!(store.blocks("dem").await.unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn webhooks_round_trip_and_the_delivery_log_is_trimmed() {
+        use crate::webhooks::WebhookEvent;
+        let (_dir, store) = open_temp();
+        let hook = store
+            .create_webhook(
+                NewWebhook::new("s", "http://h/x", &[WebhookEvent::MessageCreated], 1).unwrap(),
+            )
+            .await
+            .unwrap();
+        let other = store
+            .create_webhook(
+                NewWebhook::new("s2", "http://h/y", &[WebhookEvent::LeadCreated], 1).unwrap(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(store.webhooks("s").await.unwrap(), vec![hook.clone()]);
+        assert!(!store.delete_webhook("s", other.id).await.unwrap());
+        for attempt in 0..(MAX_DELIVERIES_PER_SITE as u32 + 5) {
+            let delivery = Delivery {
+                id: "d".into(),
+                webhook_id: hook.id,
+                event: WebhookEvent::MessageCreated,
+                attempt,
+                status: Some(500),
+                error: None,
+                at_ms: 0,
+                delivered: false,
+            };
+            store.record_delivery("s", &delivery).await.unwrap();
+        }
+        store
+            .record_delivery(
+                "s2",
+                &Delivery {
+                    id: "e".into(),
+                    webhook_id: other.id,
+                    event: WebhookEvent::LeadCreated,
+                    attempt: 1,
+                    status: None,
+                    error: Some("refused".into()),
+                    at_ms: 0,
+                    delivered: false,
+                },
+            )
+            .await
+            .unwrap();
+        let log = store.deliveries("s").await.unwrap();
+        assert_eq!(log.len(), MAX_DELIVERIES_PER_SITE);
+        assert_eq!(log[0].attempt, 5);
+        assert_eq!(store.deliveries("s2").await.unwrap().len(), 1);
+        assert!(store.delete_webhook("s", hook.id).await.unwrap());
+        assert!(store.webhooks("s").await.unwrap().is_empty());
+        assert_eq!(store.webhooks("s2").await.unwrap(), vec![other]);
     }
 
     #[tokio::test]

@@ -23,6 +23,7 @@ use crate::model::{
     Agent, ApiTokenRecord, NewAgentRecord, NewApiTokenRecord, Profile, ProfileRecord,
     SessionRecord, Site,
 };
+use crate::webhooks::{Delivery, NewWebhook, Webhook};
 
 /// Durable storage for visitor profiles, agents, sessions, API tokens, sites, and
 /// conversations with their messages, attachments, visitor credentials and blocks.
@@ -226,4 +227,22 @@ pub trait Store: Send + Sync + std::fmt::Debug {
 
     /// Every block of a site.
     async fn blocks(&self, site: &str) -> Result<Vec<Block>, StoreError>;
+
+    // Webhooks.
+
+    /// Stores a new webhook under a fresh id.
+    async fn create_webhook(&self, webhook: NewWebhook) -> Result<Webhook, StoreError>;
+
+    /// Every webhook of a site, in id order.
+    async fn webhooks(&self, site: &str) -> Result<Vec<Webhook>, StoreError>;
+
+    /// Deletes a webhook of a site; returns whether it existed.
+    async fn delete_webhook(&self, site: &str, id: u64) -> Result<bool, StoreError>;
+
+    /// Appends one delivery attempt to the site's log, dropping the oldest beyond
+    /// [`crate::webhooks::MAX_DELIVERIES_PER_SITE`].
+    async fn record_delivery(&self, site: &str, delivery: &Delivery) -> Result<(), StoreError>;
+
+    /// The site's delivery log, oldest first.
+    async fn deliveries(&self, site: &str) -> Result<Vec<Delivery>, StoreError>;
 }

@@ -10,3 +10,5 @@ mod console_chat;
 mod console_scale;
 mod conversations;
 mod live;
+mod openapi;
+mod webhooks;

@@ -1,0 +1,321 @@
+//! Webhooks: creating one through the API, delivery of conversation events with a verifiable
+//! signature, a retry after a failing first attempt, the delivery log, and admin-only access.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::routing::post;
+use hmac::{Hmac, Mac};
+use reqwest::Method;
+use serde_json::{Value, json};
+use sha2::Sha256;
+use testkit::app::{TEST_SITE, TestApp, page_view};
+
+const PASSWORD: &str = "a long enough password";
+
+/// What the receiver saw: each request's headers, body and the status it answered.
+#[derive(Default)]
+struct Received {
+    requests: Vec<(HeaderMap, Bytes, u16)>,
+}
+
+type Shared = Arc<Mutex<Received>>;
+
+/// Answers 500 to the first request and 200 afterwards.
+async fn receive(State(shared): State<Shared>, headers: HeaderMap, body: Bytes) -> StatusCode {
+    let mut received = shared.lock().expect("lock");
+    let status = if received.requests.is_empty() {
+        StatusCode::INTERNAL_SERVER_ERROR
+    } else {
+        StatusCode::OK
+    };
+    received.requests.push((headers, body, status.as_u16()));
+    status
+}
+
+async fn start_receiver() -> (SocketAddr, Shared) {
+    let shared = Shared::default();
+    let app = Router::new()
+        .route("/hook", post(receive))
+        .with_state(Arc::clone(&shared));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind receiver");
+    let addr = listener.local_addr().expect("address");
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    (addr, shared)
+}
+
+async fn call(
+    app: &TestApp,
+    method: Method,
+    path: &str,
+    cookie: &str,
+    body: Option<Value>,
+) -> (u16, Value) {
+    let mut request = app
+        .http
+        .request(method, app.url(path))
+        .header("cookie", cookie);
+    if let Some(body) = body {
+        request = request.json(&body);
+    }
+    let response = request.send().await.expect("request");
+    let status = response.status().as_u16();
+    (
+        status,
+        response.json::<Value>().await.unwrap_or(Value::Null),
+    )
+}
+
+fn sign(secret: &str, body: &[u8]) -> String {
+    let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).expect("key");
+    mac.update(body);
+    let hex: String = mac
+        .finalize()
+        .into_bytes()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    format!("sha256={hex}")
+}
+
+fn header<'a>(headers: &'a HeaderMap, name: &str) -> &'a str {
+    headers
+        .get(name)
+        .unwrap_or_else(|| panic!("header {name}"))
+        .to_str()
+        .expect("ascii header")
+}
+
+#[tokio::test]
+async fn conversation_events_are_signed_retried_and_logged() {
+    let app = TestApp::start_with(|settings| {
+        settings.webhooks.base_delay = Duration::from_millis(50);
+    })
+    .await;
+    let owner = app.owner_cookie().await;
+    let (receiver, received) = start_receiver().await;
+    let hooks = format!("/api/sites/{TEST_SITE}/webhooks");
+
+    // Invalid requests are refused.
+    for bad in [
+        json!({ "url": "ftp://crm.example/in", "events": ["message.created"] }),
+        json!({ "url": format!("http://{receiver}/hook"), "events": ["nope"] }),
+        json!({ "url": format!("http://{receiver}/hook"), "events": [] }),
+    ] {
+        let (status, body) = call(&app, Method::POST, &hooks, &owner, Some(bad)).await;
+        assert_eq!(status, 400, "{body}");
+    }
+
+    let (status, body) = call(
+        &app,
+        Method::POST,
+        &hooks,
+        &owner,
+        Some(json!({
+            "url": format!("http://{receiver}/hook"),
+            "events": ["conversation.started", "message.created", "conversation.resolved", "lead.created"],
+        })),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    let secret = body["webhook"]["secret"]
+        .as_str()
+        .expect("secret shown on creation")
+        .to_owned();
+    assert_eq!(secret.len(), 43, "32 bytes base64url");
+    let webhook_id = body["webhook"]["id"].as_u64().expect("id");
+
+    // The listing does not reveal the secret.
+    let (status, body) = call(&app, Method::GET, &hooks, &owner, None).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["webhooks"].as_array().expect("list").len(), 1);
+    assert!(body["webhooks"][0].get("secret").is_none(), "{body}");
+
+    // An agent opens a conversation with a live visitor.
+    let (status, body) = app
+        .beacon(&page_view(
+            "visitor-hook",
+            "visit-hook",
+            "https://shop.example/pricing",
+        ))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = call(
+        &app,
+        Method::POST,
+        &format!("/api/sites/{TEST_SITE}/visitors/visitor-hook/conversations"),
+        &owner,
+        Some(json!({ "text": "Hello there" })),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    let conversation_id = body["conversation"]["id"].as_u64().expect("id");
+
+    // Two events, one of which fails once and is retried: three requests.
+    let mut requests = Vec::new();
+    for _ in 0..200 {
+        requests = received.lock().expect("lock").requests.clone();
+        if requests.len() >= 3 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(requests.len(), 3, "requests received");
+    let mut delivered = Vec::new();
+    for (headers, body, status) in &requests {
+        assert_eq!(header(headers, "content-type"), "application/json");
+        assert_eq!(
+            header(headers, "x-porchlight-signature"),
+            sign(&secret, body),
+            "the signature verifies with the secret"
+        );
+        let payload: Value = serde_json::from_slice(body).expect("JSON body");
+        assert_eq!(payload["event"], header(headers, "x-porchlight-event"));
+        assert_eq!(
+            payload["delivery"],
+            header(headers, "x-porchlight-delivery")
+        );
+        assert_eq!(payload["site"], TEST_SITE);
+        assert!(payload["created_ms"].as_i64().expect("created_ms") > 0);
+        assert_eq!(payload["data"]["conversation"]["id"], conversation_id);
+        assert_eq!(payload["data"]["message"]["seq"], 1);
+        assert_eq!(payload["data"]["message"]["body"]["text"], "Hello there");
+        if *status == 200 {
+            delivered.push(payload["event"].as_str().expect("event").to_owned());
+        }
+    }
+    delivered.sort();
+    assert_eq!(delivered, vec!["conversation.started", "message.created"]);
+    // The failed request and its retry are one delivery.
+    let failed_id = header(&requests[0].0, "x-porchlight-delivery").to_owned();
+    assert_eq!(requests[0].2, 500);
+    assert!(
+        requests[1..]
+            .iter()
+            .any(|(headers, _, status)| *status == 200
+                && header(headers, "x-porchlight-delivery") == failed_id),
+        "the failed delivery was retried"
+    );
+
+    // The log shows both attempts of the retried delivery, and the other one.
+    let log_path = format!("{hooks}/deliveries");
+    let mut log = Vec::new();
+    for _ in 0..100 {
+        let (status, body) = call(&app, Method::GET, &log_path, &owner, None).await;
+        assert_eq!(status, 200, "{body}");
+        log = body["deliveries"].as_array().expect("deliveries").clone();
+        if log.len() >= 3 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(log.len(), 3, "{log:?}");
+    let attempts: Vec<&Value> = log.iter().filter(|d| d["id"] == failed_id).collect();
+    assert_eq!(attempts.len(), 2, "{log:?}");
+    let first = attempts
+        .iter()
+        .find(|d| d["attempt"] == 1)
+        .expect("attempt 1");
+    assert_eq!(first["status"], 500);
+    assert_eq!(first["delivered"], false);
+    assert!(first["error"].is_string());
+    let second = attempts
+        .iter()
+        .find(|d| d["attempt"] == 2)
+        .expect("attempt 2");
+    assert_eq!(second["status"], 200);
+    assert_eq!(second["delivered"], true);
+    assert!(log.iter().all(|d| d["webhook_id"] == webhook_id));
+
+    // Resolving produces conversation.resolved.
+    let (status, body) = call(
+        &app,
+        Method::POST,
+        &format!("/api/conversations/{conversation_id}/resolve"),
+        &owner,
+        Some(json!({})),
+    )
+    .await;
+    assert!(status == 200 || status == 204, "{status} {body}");
+    let mut resolved = false;
+    for _ in 0..200 {
+        resolved = received
+            .lock()
+            .expect("lock")
+            .requests
+            .iter()
+            .any(|(headers, _, _)| {
+                header(headers, "x-porchlight-event") == "conversation.resolved"
+            });
+        if resolved {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(resolved, "conversation.resolved delivered");
+
+    // Deleting stops it.
+    let (status, _) = call(
+        &app,
+        Method::DELETE,
+        &format!("{hooks}/{webhook_id}"),
+        &owner,
+        None,
+    )
+    .await;
+    assert_eq!(status, 204);
+    let (status, _) = call(
+        &app,
+        Method::DELETE,
+        &format!("{hooks}/{webhook_id}"),
+        &owner,
+        None,
+    )
+    .await;
+    assert_eq!(status, 404);
+
+    app.shutdown().await;
+}
+
+#[tokio::test]
+async fn only_owners_and_admins_manage_webhooks() {
+    let app = TestApp::start().await;
+    let owner = app.owner_cookie().await;
+    let (status, body) = call(
+        &app,
+        Method::POST,
+        "/api/agents",
+        &owner,
+        Some(json!({
+            "email": "agent@example.com", "name": "Agent", "role": "agent",
+            "password": PASSWORD, "sites": [TEST_SITE],
+        })),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    let agent = app.login("agent@example.com", PASSWORD).await;
+    let hooks = format!("/api/sites/{TEST_SITE}/webhooks");
+    let create = json!({ "url": "http://127.0.0.1:9/hook", "events": ["message.created"] });
+    for (method, path, body) in [
+        (Method::GET, hooks.clone(), None),
+        (Method::POST, hooks.clone(), Some(create.clone())),
+        (Method::GET, format!("{hooks}/deliveries"), None),
+        (Method::DELETE, format!("{hooks}/1"), None),
+    ] {
+        let (status, answer) = call(&app, method.clone(), &path, &agent, body).await;
+        assert_eq!(status, 403, "{method} {path}: {answer}");
+    }
+    // Without a session: 401.
+    let response = app.http.get(app.url(&hooks)).send().await.expect("request");
+    assert_eq!(response.status(), 401);
+    app.shutdown().await;
+}
