@@ -131,6 +131,7 @@ pub async fn me(State(state): State<AppState>, current: CurrentAgent) -> Json<se
     Json(json!({
         "agent": AgentOut::from(&current.agent),
         "sites": sites.iter().map(|site| SiteOut::from(&**site)).collect::<Vec<_>>(),
+        "status": state.agent_presence.status(current.agent.id),
     }))
 }
 

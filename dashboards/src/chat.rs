@@ -496,7 +496,7 @@ async fn visitor_socket(state: AppState, site: String, ip: IpAddr, mut socket: W
                 "type": "ready",
                 "conversations": conversations,
                 "messages": messages.iter().map(VisitorMessage::new).collect::<Vec<_>>(),
-                "settings": settings_for(&state, &session.site),
+                "settings": crate::widget_api::widget_settings_for(&state, &session.site).await,
             })
             .to_string()
         }
@@ -543,23 +543,6 @@ async fn visitor_socket(state: AppState, site: String, ip: IpAddr, mut socket: W
             }
         }
     }
-}
-
-fn settings_for(state: &AppState, site_key: &str) -> serde_json::Value {
-    let name = state
-        .sites
-        .get(site_key)
-        .map(|site| site.name.clone())
-        .unwrap_or_default();
-    // Per-site widget settings (welcome text, pre-chat form, visibility, business hours) are
-    // the next step of issue 3; until then every site gets these.
-    json!({
-        "name": name,
-        "welcome": "Hi! How can we help?",
-        "launcher": { "align": "right", "offset": 25 },
-        "prechat": false,
-        "visibility": "visible",
-    })
 }
 
 async fn resync(session: &mut Session, socket: &mut WebSocket) -> bool {

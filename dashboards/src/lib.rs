@@ -22,6 +22,7 @@ pub mod metrics;
 pub mod server;
 pub mod state;
 pub mod webhooks;
+pub mod widget_api;
 pub mod wire;
 
 pub use config::Settings;

@@ -157,7 +157,12 @@ pub async fn live_socket(
         .write_buffer_size(64 * 1024)
         .max_write_buffer_size(8 * 1024 * 1024)
         .max_message_size(64 * 1024);
-    Ok(upgrade.on_upgrade(move |socket| panel(state, site.key.clone(), socket)))
+    let agent = agent.agent;
+    Ok(upgrade.on_upgrade(move |socket| async move {
+        // The agent counts as online (for the widget's availability) while this socket is open.
+        let _online = state.agent_presence.connect(&agent);
+        panel(state, site.key.clone(), socket).await
+    }))
 }
 
 fn origin_matches_host(headers: &HeaderMap) -> bool {

@@ -45,6 +45,7 @@ pub fn router(state: AppState) -> Router {
         .route("/tokens/{id}", delete(api::revoke_token))
         .merge(crate::conversations_api::routes())
         .merge(crate::webhooks::routes())
+        .merge(crate::widget_api::routes())
         .layer(DefaultBodyLimit::max(API_BODY_LIMIT));
     Router::new()
         // The beacon handler enforces its own (configurable) body limit with a clear 413.
@@ -55,6 +56,14 @@ pub fn router(state: AppState) -> Router {
         .layer(DefaultBodyLimit::disable())
         .route("/v1/chat/credential", post(chat::issue_credential))
         .route("/v1/chat/socket", get(chat::socket))
+        .route(
+            "/v1/widget/settings",
+            get(crate::widget_api::public_settings),
+        )
+        .route(
+            "/v1/chat/leads",
+            post(crate::widget_api::post_lead).options(beacon::preflight),
+        )
         .route(
             "/v1/chat/attachments",
             post(chat::upload_attachment).layer(DefaultBodyLimit::max(ATTACHMENT_BODY_LIMIT)),
@@ -89,6 +98,15 @@ impl Server {
     /// Opens the store, builds the state, binds the listener and starts serving and the
     /// background tasks.
     pub async fn start(settings: Settings) -> anyhow::Result<Server> {
+        Self::start_with_clock(settings, Arc::new(engage::SystemClock)).await
+    }
+
+    /// [`Server::start`] with the clock that accounts, conversations and the widget's
+    /// availability (business hours) read: tests pass an [`engage::ManualClock`].
+    pub async fn start_with_clock(
+        settings: Settings,
+        clock: Arc<dyn engage::Clock>,
+    ) -> anyhow::Result<Server> {
         std::fs::create_dir_all(&settings.common.data_dir).with_context(|| {
             format!(
                 "cannot create data directory {}",
@@ -108,13 +126,13 @@ impl Server {
                 session_ttl_ms: settings.session_ttl.as_millis() as i64,
                 ..AccountsConfig::default()
             },
-            Arc::new(engage::SystemClock),
+            Arc::clone(&clock),
         );
 
         let conversations = Arc::new(
             Conversations::start(
                 Arc::clone(&store),
-                Arc::new(engage::SystemClock),
+                Arc::clone(&clock),
                 settings.common.data_dir.clone(),
             )
             .await?,
@@ -149,6 +167,9 @@ impl Server {
             chat: crate::chat::ChatHub::default(),
             beacon_ok_body,
             shutdown,
+            clock,
+            agent_presence: crate::state::AgentPresence::default(),
+            leads: tokio::sync::broadcast::channel(256).0,
         }));
 
         let mut tasks = vec![

@@ -4,8 +4,9 @@ use std::collections::HashMap;
 use std::ops::Deref;
 use std::sync::Arc;
 
-use engage::{Accounts, Conversations, Ingest, Site, Store};
-use parking_lot::RwLock;
+use engage::{Accounts, Agent, Clock, Conversations, Ingest, Lead, Site, Store};
+use parking_lot::{Mutex, RwLock};
+use serde::{Deserialize, Serialize};
 use tracker::Presence;
 
 use crate::chat::ChatHub;
@@ -39,6 +40,95 @@ pub struct App {
     pub beacon_ok_body: bytes::Bytes,
     /// Flips to `true` when the server shuts down; long-lived tasks and sockets watch it.
     pub shutdown: tokio::sync::watch::Sender<bool>,
+    /// The time availability (business hours) and leads are judged by; injectable for tests.
+    pub clock: Arc<dyn Clock>,
+    /// Which agents are online, for the widget's availability.
+    pub agent_presence: AgentPresence,
+    /// Every lead, published after it is stored (the webhooks task sends `lead.created`).
+    pub leads: tokio::sync::broadcast::Sender<Lead>,
+}
+
+/// An agent's chosen status (`PUT /api/me/status`), kept in memory; online by default.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AgentStatus {
+    #[default]
+    Online,
+    Away,
+    Offline,
+}
+
+/// Agent presence: an agent counts as online for a site when they have at least one open
+/// console socket (`/api/inbox/live` or `/api/sites/{key}/live`), their status is online, and
+/// they can access the site.
+#[derive(Default, Clone)]
+pub struct AgentPresence {
+    inner: Arc<Mutex<PresenceInner>>,
+}
+
+#[derive(Default)]
+struct PresenceInner {
+    /// Open sockets per agent id, with the agent as of the latest connection.
+    sockets: HashMap<u64, (usize, Agent)>,
+    statuses: HashMap<u64, AgentStatus>,
+}
+
+impl AgentPresence {
+    /// Counts one open socket of `agent` until the returned guard is dropped.
+    pub fn connect(&self, agent: &Agent) -> PresenceGuard {
+        let mut inner = self.inner.lock();
+        let entry = inner
+            .sockets
+            .entry(agent.id)
+            .or_insert_with(|| (0, agent.clone()));
+        entry.0 += 1;
+        entry.1 = agent.clone();
+        PresenceGuard {
+            presence: self.clone(),
+            agent_id: agent.id,
+        }
+    }
+
+    pub fn status(&self, agent_id: u64) -> AgentStatus {
+        self.inner
+            .lock()
+            .statuses
+            .get(&agent_id)
+            .copied()
+            .unwrap_or_default()
+    }
+
+    pub fn set_status(&self, agent_id: u64, status: AgentStatus) {
+        self.inner.lock().statuses.insert(agent_id, status);
+    }
+
+    /// Whether any agent is online for `site_key`.
+    pub fn any_online(&self, site_key: &str) -> bool {
+        let inner = self.inner.lock();
+        inner.sockets.iter().any(|(id, (count, agent))| {
+            *count > 0
+                && agent.can_access(site_key)
+                && inner.statuses.get(id).copied().unwrap_or_default() == AgentStatus::Online
+        })
+    }
+}
+
+/// Unregisters one socket of an agent when dropped.
+pub struct PresenceGuard {
+    presence: AgentPresence,
+    agent_id: u64,
+}
+
+impl Drop for PresenceGuard {
+    fn drop(&mut self) {
+        let mut inner = self.presence.inner.lock();
+        if let Some(entry) = inner.sockets.get_mut(&self.agent_id) {
+            entry.0 = entry.0.saturating_sub(1);
+            if entry.0 == 0 {
+                inner.sockets.remove(&self.agent_id);
+            }
+        }
+    }
 }
 
 /// Sites by key, read on every beacon. The map is replaced whole when a site changes (rare), so a

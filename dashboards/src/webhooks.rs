@@ -232,6 +232,7 @@ fn now_ms() -> i64 {
 /// so a slow receiver never holds up another. Stops (cancelling pending retries) on shutdown.
 pub async fn run_webhooks(state: AppState) {
     let mut events = state.conversations.subscribe();
+    let mut leads = state.leads.subscribe();
     let mut shutdown = state.shutdown.subscribe();
     let config = state.settings.webhooks.clone();
     let client = match reqwest::Client::builder()
@@ -251,6 +252,41 @@ pub async fn run_webhooks(state: AppState) {
         tokio::select! {
             _ = shutdown.changed() => break,
             Some(_) = deliveries.join_next(), if !deliveries.is_empty() => {}
+            received = leads.recv() => match received {
+                Ok(lead) => {
+                    let kind = WebhookEvent::LeadCreated;
+                    let webhooks = match state.store.webhooks(&lead.site).await {
+                        Ok(webhooks) => webhooks,
+                        Err(error) => {
+                            tracing::warn!(%error, site = lead.site, "cannot load webhooks");
+                            continue;
+                        }
+                    };
+                    for webhook in webhooks.iter().filter(|w| w.wants(kind)) {
+                        let id = delivery_id();
+                        let payload = json!({
+                            "event": kind,
+                            "delivery": id,
+                            "site": lead.site,
+                            "created_ms": now_ms(),
+                            "data": { "lead": lead },
+                        });
+                        deliveries.spawn(deliver(
+                            state.clone(),
+                            client.clone(),
+                            config.clone(),
+                            webhook.clone(),
+                            kind,
+                            id,
+                            payload.to_string(),
+                        ));
+                    }
+                }
+                Err(RecvError::Lagged(missed)) => {
+                    tracing::warn!(missed, "webhook task lagged; some leads were not delivered");
+                }
+                Err(RecvError::Closed) => break,
+            },
             received = events.recv() => match received {
                 Ok(event) => {
                     let kinds = events_of(&event);

@@ -136,6 +136,7 @@
       var sent = Net.send(b);
       S.last = Date.now();
       Tracker.arm();
+      if (type === 'pageview' && C.el) Chat.render(); // page rules follow SPA navigation
       return sent; // the beacon's promise (the chat waits on it after a visitor id change)
     },
     // Heartbeat only while visible; setTimeout (not setInterval) so a new
@@ -208,7 +209,9 @@
     waiting: 'Waiting for an agent\u2026', connecting: 'Connecting\u2026', placeholder: 'Write a message\u2026',
     rate: 'How was this conversation?', thanks: 'Thank you for your feedback!', tooBig: 'Files can be at most 2 MB.',
     attachFirst: 'Send a message first, then you can attach files.', empty: 'That file is empty.',
-    unavailable: 'Chat is not available right now. Retrying\u2026'
+    unavailable: 'Chat is not available right now. Retrying\u2026',
+    offline: 'We are away right now. Leave us a message and we will get back to you by email.',
+    leadThanks: 'Thank you! We received your message and will get back to you soon.'
   };
 
   // localStorage with an in-memory copy (storage may be blocked or full).
@@ -228,8 +231,10 @@
     ws: null, ready: false, busy: false, tries: 0, retry: 0, credP: null, reauth: false,
     ups: [], fail: [], typing: [], err: null, q: [], readSent: {}, readAt: 0, readT: 0,
     typedAt: 0, typingOn: null, idle: 0, score: 0, thanks: {}, blobs: {}, audio: null,
-    dismissed: null, ding: false, scroll: false, emoji: false
+    dismissed: null, ding: false, scroll: false, emoji: false,
+    pop: false, confAt: 0, confBusy: false, lead: false, leadBusy: false
   };
+  var CONF_MS = 300000; // widget settings are fetched again every 5 minutes while the tab is visible
 
   var NS = 'http://www.w3.org/2000/svg';
   var ICONS = {
@@ -298,8 +303,10 @@
     '.pl-field{display:block;width:100%;border:1px solid #d1d5db;border-radius:8px;padding:7px 10px;background:#fff;resize:none}',
     '.pl-primary{background:var(--pl-accent);color:#fff;border-radius:8px;padding:8px 16px;font-weight:600;margin-top:8px}',
     '.pl-primary:disabled{opacity:.5;cursor:default}',
-    '#pl-prechat{flex:none;padding:12px 14px;border-top:1px solid #e5e7eb;display:flex;flex-direction:column;gap:8px;overflow:auto;max-height:75%}',
-    '#pl-prechat .pl-primary{align-self:flex-end;margin:0}',
+    '#pl-prechat,#pl-offline{flex:none;padding:12px 14px;border-top:1px solid #e5e7eb;display:flex;flex-direction:column;gap:8px;overflow:auto;max-height:75%}',
+    '#pl-prechat .pl-primary,#pl-offline .pl-primary{align-self:flex-end;margin:0}',
+    '#pl-offline-text{white-space:pre-wrap;overflow-wrap:anywhere}',
+    '#pl-offline-thanks{flex:none;padding:16px 14px;border-top:1px solid #e5e7eb;text-align:center}',
     '.pl-intro{font-size:13px;color:#374151}',
     '#pl-emoji{flex:none;display:grid;grid-template-columns:repeat(8,1fr);gap:2px;padding:8px;border-top:1px solid #e5e7eb;max-height:160px;overflow:auto;background:#fff}',
     '#pl-emoji button{font-size:20px;height:34px;border-radius:6px}#pl-emoji button:hover{background:#f3f4f6}',
@@ -345,6 +352,10 @@
       C.first = Promise.resolve(first)['catch'](debug);
       Chat.load();
       on(d, 'visibilitychange', Chat.render); // marks messages seen when the tab comes back
+      // Widget settings and availability: now, then every 5 minutes while visible.
+      on(d, 'visibilitychange', Chat.fetchConf);
+      setInterval(safe(Chat.fetchConf), 30000);
+      Chat.fetchConf();
       on(w, 'pagehide', function () {
         Chat.stopTyping();
         var ws = C.ws;
@@ -411,15 +422,75 @@
       Chat.save();
       return (C.first = Promise.resolve(Tracker.beat('pageview'))['catch'](debug));
     },
+    // GET /v1/widget/settings (public): settings plus the site's availability.
+    fetchConf: function () {
+      if (!C.st || C.confBusy || !w.fetch || d.visibilityState === 'hidden' || (C.confAt && Date.now() - C.confAt < CONF_MS)) return;
+      C.confBusy = true; C.confAt = Date.now();
+      fetch(S.host + '/v1/widget/settings?site=' + encodeURIComponent(S.site), { credentials: 'omit', mode: 'cors' })
+        .then(function (r) { if (!r.ok) throw new Error('settings: ' + r.status); return r.json(); })
+        .then(safe(function (j) {
+          C.confBusy = false;
+          if (j && j.settings && typeof j.settings === 'object') Chat.conf(Chat.withAvail(j.settings, j.availability));
+        }))['catch'](function (e) { C.confBusy = false; debug(e); });
+    },
+    withAvail: function (s, a) {
+      var r = {}, k;
+      if (!a || typeof a !== 'object') return s;
+      for (k in s) if (Object.prototype.hasOwnProperty.call(s, k)) r[k] = s[k];
+      r.availability = a;
+      return r;
+    },
+    // Launcher rules: visibility mode, page whitelist / blacklist, hidden after hours.
+    // Messages still arrive when they hide it (see Chat.add / Chat.shown).
+    pageOk: function (pg) {
+      var path = location.pathname || '/', hit;
+      if (!pg || pg.mode === 'all') return true;
+      hit = pg.patterns.some(function (p) { return Chat.match(p, path); });
+      return pg.mode === 'whitelist' ? hit : !hit;
+    },
+    match: function (p, path) {
+      var t = function (x) { return x.length > 1 ? x.replace(/\/+$/, '') : x; };
+      p = p.replace(/^\s+|\s+$/g, '');
+      if (!p) return false;
+      if (/^https?:\/\//i.test(p)) p = p.replace(/^https?:\/\/[^/]*/i, '') || '/';
+      if (p.indexOf('*') < 0) return t(p) === t(path);
+      return new RegExp('^' + p.split('*').map(function (x) {
+        return x.replace(/[.+?^${}()|[\]\\]/g, '\\$&');
+      }).join('.*') + '$').test(path);
+    },
+    suppressed: function () {
+      var set = Chat.set(), st = C.st, a = set.availability;
+      if (set.visibility === 'hidden') return true;
+      if (set.visibility === 'conversation' && Chat.cur() == null && !st.msgs.length && !st.out.length) return true;
+      if (!Chat.pageOk(set.pages)) return true;
+      return a.mode === 'after_hours' && a.hide;
+    },
+    // An agent's message makes a hidden launcher show for as long as that conversation is open.
+    shown: function () {
+      var f = C.st.forced, v = f == null ? null : own(C.st.convs, f);
+      return C.isOpen || !Chat.suppressed() || !!(v && v.state === 'open');
+    },
     conf: function (s, quiet) {
       if (!s || typeof s !== 'object' || !C.st) return;
-      var l = s.launcher && typeof s.launcher === 'object' ? s.launcher : {}, o = l.offset;
+      var l = s.launcher && typeof s.launcher === 'object' ? s.launcher : {}, o = l.offset,
+        prev = C.st.settings || {}, pg = s.pages, a = s.availability,
+        full = 'offline_message' in s || 'pages' in s || 'availability' in s; // older answers lack these: keep ours
       C.st.settings = {
         name: txt(s.name, 200), welcome: txt(s.welcome, 2000), prechat: s.prechat === true,
         launcher: { align: l.align === 'left' ? 'left' : 'right',
           offset: typeof o === 'number' && isFinite(o) ? Math.max(0, Math.min(1000, Math.round(o))) : 25 },
         visibility: /^(visible|conversation|hidden)$/.test(s.visibility) ? s.visibility : 'visible',
-        color: typeof s.color === 'string' && /^#[0-9a-f]{3,8}$/i.test(s.color) ? s.color : ''
+        color: typeof s.color === 'string' && /^#[0-9a-f]{3,8}$/i.test(s.color) ? s.color : '',
+        pages: !full ? prev.pages || { mode: 'all', patterns: [] } : {
+          mode: pg && /^(all|whitelist|blacklist)$/.test(pg.mode) ? pg.mode : 'all',
+          patterns: (pg && Array.isArray(pg.patterns) ? pg.patterns : []).filter(function (x) { return typeof x === 'string'; })
+            .slice(0, 500).map(function (x) { return x.slice(0, 1000); })
+        },
+        offline: !full ? prev.offline || '' : txt(s.offline_message, 2000),
+        afterHours: !full ? prev.afterHours || '' : txt(s.after_hours_message, 2000),
+        availability: a && typeof a === 'object'
+          ? { mode: /^(online|offline|after_hours)$/.test(a.mode) ? a.mode : 'online', hide: a.hide === true }
+          : prev.availability || { mode: 'online', hide: false }
       };
       if (C.el && !quiet) { Chat.save(); Chat.render(); }
     },
@@ -542,7 +613,7 @@
       if (!f || typeof f !== 'object') return;
       if (f.type === 'ready') {
         C.ready = true; C.tries = 0;
-        if (f.settings) Chat.conf(f.settings, true);
+        if (f.settings && typeof f.settings === 'object') Chat.conf(Chat.withAvail(f.settings, f.availability), true);
         (Array.isArray(f.conversations) ? f.conversations : []).forEach(Chat.conv);
         (Array.isArray(f.messages) ? f.messages : []).forEach(Chat.add);
         // Whatever is still unacknowledged goes again, with the same client_id.
@@ -559,6 +630,13 @@
       }
       if (f.type !== 'typing') Chat.save();
       if (C.ding) { C.ding = false; Chat.beep(); }
+      if (C.pop !== false) {
+        // A hidden launcher (visibility, page rules, after hours): the agent's message opens the widget.
+        var pc = C.pop, was = Chat.shown();
+        C.pop = false;
+        if (st.forced !== pc) { st.forced = pc; Chat.save(); }
+        if (!was && C.el) return Chat.show(true, true);
+      }
       Chat.render();
     },
     // A message from the server: validated, copied field by field, deduped
@@ -589,6 +667,7 @@
       C.idx[k] = m;
       if (a.kind === 'agent') Chat.typed({ name: m.author.name, typing: false });
       if (!old && fromAgent(m) && (!C.isOpen || d.visibilityState === 'hidden')) C.ding = true;
+      if (!old && fromAgent(m) && m.seq > (own(st.seen, c) || 0)) C.pop = c;
       if (body.type === 'event' && body.event.kind === 'resolved') Chat.typed(null);
     },
     conv: function (v) {
@@ -864,6 +943,17 @@
         h('div', { cls: 'pl-intro', text: 'Tell us a little about yourself and we will be right with you.' }),
         E.pc.name, E.pc.email, E.pc.subject, E.pc.message,
         h('button', { id: 'pl-prechat-submit', cls: 'pl-primary', type: 'submit', text: 'Start chat' })]);
+      E.off = {
+        name: h('input', { id: 'pl-offline-name', cls: 'pl-field', type: 'text', maxlength: '100', placeholder: 'Name', autocomplete: 'name' }),
+        email: h('input', { id: 'pl-offline-email', cls: 'pl-field', type: 'email', maxlength: '254', placeholder: 'Email', autocomplete: 'email', required: '' }),
+        phone: h('input', { id: 'pl-offline-phone', cls: 'pl-field', type: 'tel', maxlength: '50', placeholder: 'Phone (optional)', autocomplete: 'tel' }),
+        message: h('textarea', { id: 'pl-offline-message', cls: 'pl-field', rows: '3', maxlength: String(MAX_TEXT), placeholder: 'Your message', required: '' }),
+        submit: h('button', { id: 'pl-offline-submit', cls: 'pl-primary', type: 'submit', text: 'Send message' })
+      };
+      E.offText = h('div', { id: 'pl-offline-text', cls: 'pl-intro' });
+      E.offline = h('form', { id: 'pl-offline', hidden: '', novalidate: '' }, [
+        E.offText, E.off.name, E.off.email, E.off.phone, E.off.message, E.off.submit]);
+      E.offThanks = h('div', { id: 'pl-offline-thanks', cls: 'pl-intro', hidden: '', role: 'status', text: T.leadThanks });
       E.emoji = h('div', { id: 'pl-emoji', hidden: '', role: 'listbox', 'aria-label': 'Emoji' }, EMOJI.map(function (cp) {
         return h('button', { type: 'button', cls: 'pl-emoji-btn', text: String.fromCodePoint(cp) + (cp < 0x10000 ? '\ufe0f' : '') });
       }));
@@ -876,7 +966,7 @@
       E.panel = h('section', { id: 'pl-panel', hidden: '', role: 'dialog', 'aria-label': 'Chat' }, [
         h('header', { cls: 'pl-head' }, [h('div', { cls: 'pl-head-text' }, [E.title, E.welcome]), E.mute, E.close]),
         E.msgs, h('div', { cls: 'pl-notes' }, [E.conn, E.waiting, E.typing, E.error]),
-        E.rating, E.prechat, E.emoji, E.composer]);
+        E.rating, E.prechat, E.offline, E.offThanks, E.emoji, E.composer]);
       E.root = h('div', { cls: 'pl-root' }, [E.preview, E.panel, E.launcher]);
       root.appendChild(E.root);
       C.el = E;
@@ -917,11 +1007,12 @@
       E.stars.forEach(function (b, i) { on(b, 'click', function () { C.score = i + 1; Chat.render(); }); });
       on(E.rateGo, 'click', Chat.rate);
       on(E.prechat, 'submit', function (e) { e.preventDefault(); Chat.prechat(); });
+      on(E.offline, 'submit', function (e) { e.preventDefault(); Chat.lead(); });
 
       d.body.appendChild(host);
       Chat.render();
     },
-    show: function (open) {
+    show: function (open, quiet) { // quiet: opened by an incoming message, keep the page's focus
       if (!C.ok) return;
       C.isOpen = !!open;
       if (C.isOpen) { Chat.connect(); C.scroll = true; }
@@ -930,8 +1021,8 @@
       if (!C.el) return; // mounts with the body, already in this state
       if (!C.el.host.isConnected && d.body) d.body.appendChild(C.el.host); // the site replaced the body
       Chat.render();
-      if (C.isOpen && w.matchMedia && w.matchMedia('(pointer: fine)').matches) {
-        (C.el.prechat.hidden ? C.el.input : C.el.pc.name).focus();
+      if (C.isOpen && !quiet && w.matchMedia && w.matchMedia('(pointer: fine)').matches) {
+        (!C.el.offline.hidden ? C.el.off.name : C.el.prechat.hidden ? C.el.input : C.el.pc.name).focus();
       }
     },
     grow: function () {
@@ -951,6 +1042,33 @@
       p.message.value = '';
       if (C.isOpen) C.el.input.focus();
     },
+    // The offline form: POST /v1/chat/leads (text/plain keeps it a simple CORS request).
+    lead: function () {
+      var p = C.el.off, v = function (f) { return f.value.replace(/^\s+|\s+$/g, ''); }, email = v(p.email), body;
+      if (C.leadBusy) return;
+      if (!email || !/^[^\s@]+@[^\s@]+$/.test(email)) { C.err = 'Please enter your email address.'; p.email.focus(); return Chat.render(); }
+      if (!v(p.message)) { C.err = 'Please write your message.'; p.message.focus(); return Chat.render(); }
+      body = { site: S.site, vid: S.vid, name: v(p.name), email: email, message: v(p.message).slice(0, MAX_TEXT) };
+      if (v(p.phone)) body.phone = v(p.phone);
+      C.leadBusy = true; C.err = null;
+      Chat.render();
+      fetch(S.host + '/v1/chat/leads', {
+        method: 'POST', headers: { 'Content-Type': 'text/plain' }, credentials: 'omit', mode: 'cors', body: JSON.stringify(body)
+      }).then(function (r) {
+        return r.json()['catch'](function () { return {}; }).then(function (j) {
+          if (r.status !== 201 && r.status !== 200) throw new Error(txt(j && j.error, 300) || 'Your message could not be sent. Please try again.');
+        });
+      }).then(safe(function () {
+        C.leadBusy = false; C.lead = true; C.err = null;
+        p.message.value = '';
+        Chat.render();
+      }))['catch'](safe(function (e) {
+        C.leadBusy = false;
+        C.err = e && e.message && !/^(Failed to fetch|NetworkError|Load failed)/.test(e.message) ? txt(e.message, 300)
+          : 'Your message could not be sent. Please try again.';
+        Chat.render();
+      }));
+    },
     rate: function () {
       var c = Chat.cur(), f;
       if (c == null || !C.score) return;
@@ -962,12 +1080,12 @@
     render: function () {
       var E = C.el;
       if (!E) return;
-      var st = C.st, set = Chat.set(), c = Chat.cur(), v = c == null ? null : own(st.convs, c), un, pre, rate, names;
+      var st = C.st, set = Chat.set(), c = Chat.cur(), v = c == null ? null : own(st.convs, c), un, pre, off, rate, names;
       if (C.isOpen && d.visibilityState !== 'hidden') Chat.seeAll();
       E.root.className = 'pl-root' + (set.launcher.align === 'left' ? ' pl-left' : '') + (C.isOpen ? ' pl-open' : '');
       E.root.style.setProperty('--pl-offset', set.launcher.offset + 'px');
       if (set.color) E.root.style.setProperty('--pl-accent', set.color); else E.root.style.removeProperty('--pl-accent');
-      E.launcher.hidden = set.visibility === 'hidden' || (set.visibility === 'conversation' && c == null);
+      E.launcher.hidden = !Chat.shown();
       E.launcher.setAttribute('aria-expanded', String(C.isOpen));
       E.launcher.setAttribute('aria-label', C.isOpen ? 'Close chat' : 'Open chat');
       E.icOpen.style.display = C.isOpen ? 'none' : '';
@@ -1011,10 +1129,18 @@
       });
       E.rateGo.disabled = !C.score;
 
-      pre = set.prechat && c == null && !st.msgs.length && !st.out.length && !C.ups.length && !C.fail.length;
+      // No agent online, or after hours (message mode): the offline form replaces the
+      // chat input, unless a conversation is still open (its messages show either way).
+      off = (set.availability.mode === 'offline' || set.availability.mode === 'after_hours') &&
+        !(v && v.state === 'open') && !st.out.length && !C.ups.length;
+      E.offline.hidden = !off || C.lead;
+      E.offThanks.hidden = !off || !C.lead;
+      E.offText.textContent = (set.availability.mode === 'after_hours' ? set.afterHours : '') || set.offline || T.offline;
+      E.off.submit.disabled = C.leadBusy;
+      pre = !off && set.prechat && c == null && !st.msgs.length && !st.out.length && !C.ups.length && !C.fail.length;
       E.prechat.hidden = !pre;
-      E.composer.hidden = pre;
-      E.emoji.hidden = pre || !C.emoji;
+      E.composer.hidden = pre || off;
+      E.emoji.hidden = pre || off || !C.emoji;
       E.emojiBtn.setAttribute('aria-expanded', String(C.emoji));
     },
     // Messages in order (conversation, seq), then what is on its way; one

@@ -23,6 +23,7 @@ mod profiles;
 mod redb_store;
 mod store;
 pub mod webhooks;
+pub mod widget;
 
 pub use accounts::{Accounts, AccountsConfig, PasswordParams, SessionToken, hash_token};
 pub use attachments::{
@@ -47,3 +48,4 @@ pub use profiles::{ProfileWriter, ProfileWriterConfig, VisitorNumbers};
 pub use redb_store::{DB_FILE_NAME, RedbStore};
 pub use store::Store;
 pub use webhooks::{Delivery, NewWebhook, Webhook, WebhookEvent};
+pub use widget::{Availability, AvailabilityMode, Lead, NewLead, WidgetSettings, availability};

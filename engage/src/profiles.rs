@@ -860,5 +860,27 @@ mod tests {
         ) -> Result<Vec<crate::webhooks::Delivery>, StoreError> {
             self.inner.deliveries(site).await
         }
+        async fn widget_settings(
+            &self,
+            site: &str,
+        ) -> Result<Option<crate::widget::WidgetSettings>, StoreError> {
+            self.inner.widget_settings(site).await
+        }
+        async fn put_widget_settings(
+            &self,
+            site: &str,
+            settings: &crate::widget::WidgetSettings,
+        ) -> Result<(), StoreError> {
+            self.inner.put_widget_settings(site, settings).await
+        }
+        async fn create_lead(
+            &self,
+            lead: crate::widget::NewLead,
+        ) -> Result<crate::widget::Lead, StoreError> {
+            self.inner.create_lead(lead).await
+        }
+        async fn leads(&self, site: &str) -> Result<Vec<crate::widget::Lead>, StoreError> {
+            self.inner.leads(site).await
+        }
     }
 }

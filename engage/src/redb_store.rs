@@ -27,6 +27,7 @@ use crate::model::{
 };
 use crate::store::Store;
 use crate::webhooks::{Delivery, MAX_DELIVERIES_PER_SITE, NewWebhook, Webhook};
+use crate::widget::{Lead, NewLead, WidgetSettings};
 
 /// The database file's name inside the data directory.
 pub const DB_FILE_NAME: &str = "porchlight.redb";
@@ -79,6 +80,10 @@ const WEBHOOKS: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("webh
 const WEBHOOK_DELIVERIES: TableDefinition<(&str, u64), &[u8]> =
     TableDefinition::new("webhook_deliveries");
 
+/// Widget settings by site key (JSON `WidgetSettings`); absent means the defaults.
+const WIDGET_SETTINGS: TableDefinition<&str, &[u8]> = TableDefinition::new("widget_settings");
+/// Leads by (site key, lead id).
+const LEADS: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("leads");
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 
 const META_SCHEMA_VERSION: &str = "schema_version";
@@ -87,6 +92,7 @@ const META_NEXT_API_TOKEN_ID: &str = "next_api_token_id";
 const META_NEXT_CONVERSATION_ID: &str = "next_conversation_id";
 const META_NEXT_WEBHOOK_ID: &str = "next_webhook_id";
 const META_NEXT_DELIVERY_SEQ: &str = "next_delivery_seq";
+const META_NEXT_LEAD_ID: &str = "next_lead_id";
 
 /// The embedded [`Store`].
 ///
@@ -178,6 +184,8 @@ impl RedbStore {
             txn.open_table(BLOCKS).db()?;
             txn.open_table(WEBHOOKS).db()?;
             txn.open_table(WEBHOOK_DELIVERIES).db()?;
+            txn.open_table(WIDGET_SETTINGS).db()?;
+            txn.open_table(LEADS).db()?;
             let mut meta = txn.open_table(META).db()?;
             let version = meta.get(META_SCHEMA_VERSION).db()?.map(|g| g.value());
             match version {
@@ -1039,6 +1047,66 @@ impl Store for RedbStore {
             Ok(out)
         })
     }
+    async fn widget_settings(&self, site: &str) -> Result<Option<WidgetSettings>, StoreError> {
+        self.read(|txn| {
+            let table = txn.open_table(WIDGET_SETTINGS).db()?;
+            table
+                .get(site)
+                .db()?
+                .map(|bytes| decode(bytes.value(), &format_args!("widget settings {site}")))
+                .transpose()
+        })
+    }
+
+    async fn put_widget_settings(
+        &self,
+        site: &str,
+        settings: &WidgetSettings,
+    ) -> Result<(), StoreError> {
+        let (site, bytes) = (site.to_string(), encode(settings)?);
+        self.write_durable(move |txn| {
+            let mut table = txn.open_table(WIDGET_SETTINGS).db()?;
+            table.insert(site.as_str(), bytes.as_slice()).db()?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn create_lead(&self, lead: NewLead) -> Result<Lead, StoreError> {
+        self.write_durable(move |txn| {
+            let id = next_id(txn, META_NEXT_LEAD_ID)?;
+            let lead = Lead {
+                id,
+                site: lead.site,
+                visitor_id: lead.visitor_id,
+                name: lead.name,
+                email: lead.email,
+                phone: lead.phone,
+                message: lead.message,
+                page_url: lead.page_url,
+                created_ms: lead.created_ms,
+            };
+            let mut table = txn.open_table(LEADS).db()?;
+            table
+                .insert((lead.site.as_str(), id), encode(&lead)?.as_slice())
+                .db()?;
+            Ok(lead)
+        })
+        .await
+    }
+
+    async fn leads(&self, site: &str) -> Result<Vec<Lead>, StoreError> {
+        self.read(|txn| {
+            let table = txn.open_table(LEADS).db()?;
+            let mut out = Vec::new();
+            for entry in table.range((site, 0)..=(site, u64::MAX)).db()? {
+                let (key, bytes) = entry.db()?;
+                let (_, id) = key.value();
+                out.push(decode(bytes.value(), &format_args!("lead {site}/{id}"))?);
+            }
+            Ok(out)
+        })
+    }
 }
 
 #[cfg(test)]
@@ -1699,6 +1767,39 @@ mod tests {
         );
         assert_eq!(store.blocks("demo2").await.unwrap().len(), 1);
         assert!(store.blocks("dem").await.unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn widget_settings_and_leads_round_trip() {
+        let (_dir, store) = open_temp();
+        assert_eq!(store.widget_settings("a").await.unwrap(), None);
+        let mut settings = WidgetSettings::defaults("Shop A");
+        settings.welcome = "Hello".into();
+        store.put_widget_settings("a", &settings).await.unwrap();
+        assert_eq!(store.widget_settings("a").await.unwrap(), Some(settings));
+        assert_eq!(store.widget_settings("b").await.unwrap(), None);
+        let lead = |site: &str, name: &str| NewLead {
+            site: site.into(),
+            visitor_id: None,
+            name: name.into(),
+            email: "x@y".into(),
+            phone: None,
+            message: "hi".into(),
+            page_url: None,
+            created_ms: 1,
+        };
+        let first = store.create_lead(lead("a", "one")).await.unwrap();
+        store.create_lead(lead("b", "other")).await.unwrap();
+        let second = store.create_lead(lead("a", "two")).await.unwrap();
+        assert!(second.id > first.id);
+        let names: Vec<String> = store
+            .leads("a")
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|l| l.name)
+            .collect();
+        assert_eq!(names, vec!["one", "two"]);
     }
 
     #[tokio::test]

@@ -24,6 +24,7 @@ use crate::model::{
     SessionRecord, Site,
 };
 use crate::webhooks::{Delivery, NewWebhook, Webhook};
+use crate::widget::{Lead, NewLead, WidgetSettings};
 
 /// Durable storage for visitor profiles, agents, sessions, API tokens, sites, and
 /// conversations with their messages, attachments, visitor credentials and blocks.
@@ -245,4 +246,22 @@ pub trait Store: Send + Sync + std::fmt::Debug {
 
     /// The site's delivery log, oldest first.
     async fn deliveries(&self, site: &str) -> Result<Vec<Delivery>, StoreError>;
+
+    // Widget settings and leads.
+
+    /// The stored widget settings of a site; `None` means the defaults.
+    async fn widget_settings(&self, site: &str) -> Result<Option<WidgetSettings>, StoreError>;
+
+    /// Stores (or replaces) a site's widget settings.
+    async fn put_widget_settings(
+        &self,
+        site: &str,
+        settings: &WidgetSettings,
+    ) -> Result<(), StoreError>;
+
+    /// Stores a new lead under a fresh id.
+    async fn create_lead(&self, lead: NewLead) -> Result<Lead, StoreError>;
+
+    /// Every lead of a site, in id (creation) order.
+    async fn leads(&self, site: &str) -> Result<Vec<Lead>, StoreError>;
 }

@@ -25,8 +25,7 @@ pub enum WebhookEvent {
     MessageCreated,
     #[serde(rename = "conversation.resolved")]
     ConversationResolved,
-    /// Nothing produces leads yet (the pre-chat form / offline form will); a webhook can
-    /// subscribe to it already.
+    /// The offline form stored a lead.
     #[serde(rename = "lead.created")]
     LeadCreated,
 }

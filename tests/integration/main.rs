@@ -1,6 +1,7 @@
 //! Porchlight's integration tests: one binary, real servers on loopback, a real Chromium.
 
 mod auth;
+mod availability;
 mod beacons;
 mod browser_smoke;
 mod chat;

@@ -20,6 +20,8 @@ pub struct TestApp {
     pub addr: SocketAddr,
     pub data_dir: Arc<TempDir>,
     settings: Settings,
+    /// The clock the server was started with, kept for restarts; `None` is the system clock.
+    clock: Option<Arc<dyn engage::Clock>>,
     pub http: reqwest::Client,
 }
 
@@ -27,13 +29,29 @@ impl TestApp {
     /// A server with the sample GeoIP database, a test site and an owner, and `configure`
     /// applied to its settings.
     pub async fn start_with(configure: impl FnOnce(&mut Settings)) -> TestApp {
+        Self::start_inner(configure, None).await
+    }
+
+    /// [`TestApp::start_with`] with an injected clock (an `engage::ManualClock`, usually) for
+    /// accounts, conversations and the widget's business hours.
+    pub async fn start_with_clock(
+        configure: impl FnOnce(&mut Settings),
+        clock: Arc<dyn engage::Clock>,
+    ) -> TestApp {
+        Self::start_inner(configure, Some(clock)).await
+    }
+
+    async fn start_inner(
+        configure: impl FnOnce(&mut Settings),
+        clock: Option<Arc<dyn engage::Clock>>,
+    ) -> TestApp {
         let data_dir = Arc::new(tempfile::tempdir().expect("temporary directory"));
         let mmdb = data_dir.path().join("sample-city.mmdb");
         std::fs::write(&mmdb, geoip::fixture::city_database()).expect("write sample database");
         let mut settings = Settings::for_tests(data_dir.path());
         settings.mmdb = Some(mmdb);
         configure(&mut settings);
-        let server = Server::start(settings.clone())
+        let server = Self::launch(&settings, &clock)
             .await
             .expect("server starts");
         let app = TestApp {
@@ -41,10 +59,21 @@ impl TestApp {
             server: Some(server),
             data_dir,
             settings,
+            clock,
             http: reqwest::Client::new(),
         };
         app.seed().await;
         app
+    }
+
+    async fn launch(
+        settings: &Settings,
+        clock: &Option<Arc<dyn engage::Clock>>,
+    ) -> anyhow::Result<Server> {
+        match clock {
+            Some(clock) => Server::start_with_clock(settings.clone(), Arc::clone(clock)).await,
+            None => Server::start(settings.clone()).await,
+        }
     }
 
     pub async fn start() -> TestApp {
@@ -107,7 +136,7 @@ impl TestApp {
     pub async fn restart(&mut self) {
         let server = self.server.take().expect("server running");
         server.shutdown().await.expect("clean shutdown");
-        let server = Server::start(self.settings.clone())
+        let server = Self::launch(&self.settings, &self.clock)
             .await
             .expect("server restarts");
         self.addr = server.addr;

@@ -43,7 +43,11 @@ pub async fn inbox_socket(
         .max_write_buffer_size(8 * 1024 * 1024)
         .max_message_size(64 * 1024);
     let agent = current.agent;
-    Ok(upgrade.on_upgrade(move |socket| inbox_feed(state, agent, socket)))
+    Ok(upgrade.on_upgrade(move |socket| async move {
+        // The agent counts as online (for the widget's availability) while this socket is open.
+        let _online = state.agent_presence.connect(&agent);
+        inbox_feed(state, agent, socket).await
+    }))
 }
 
 /// The same rule as the live panel's: a browser's `Origin` must be this host.

@@ -1,8 +1,9 @@
 // The agent's availability (online / away / offline), chosen in the header.
-// For now it only lives in this browser's localStorage and mutes
-// notifications while "offline"; nothing is sent to the server yet (the
-// server side of agent status — routing, the widget's offline form — comes
-// with issue 3's availability work).
+// Sent to the server (PUT /api/me/status: the widget turns into the offline
+// form when no agent is online) and remembered in this browser's
+// localStorage as the initial value; "offline" also mutes notifications.
+
+import { api } from './api.js';
 
 const KEY = 'porchlight.console.status';
 export const STATUSES = [
@@ -18,6 +19,11 @@ export function agentStatus() {
   } catch {
     return 'online';
   }
+}
+
+// Tells the server; rejects with the ApiError when it refuses.
+export function sendAgentStatus(status) {
+  return api.put('/api/me/status', { status });
 }
 
 export function setAgentStatus(status) {

@@ -41,4 +41,5 @@ export async function request(method, path, body, { auth = true, signal } = {}) 
 export const api = {
   get: (path, opts) => request('GET', path, undefined, opts),
   post: (path, body, opts) => request('POST', path, body, opts),
+  put: (path, body, opts) => request('PUT', path, body, opts),
 };

@@ -1,19 +1,22 @@
 // Console entry point: shows the login or the console depending on
 // GET /api/me, and falls back to the login whenever any API answers 401.
 //
-// Routes (location.hash): #/visitors (the default), #/inbox,
-// #/inbox/<conversation id>. The live panel and the inbox are created once
-// per sign-in and swapped in and out of <main>; the inbox feed
-// (InboxService: unread counts, notifications) runs on every route.
+// Routes (location.hash): #/visitors (the default), #/visitors/<site>/<visitor
+// id> (opens that live visitor's card), #/inbox, #/inbox/<conversation id>,
+// #/leads, #/settings (owners and admins). The views are created once per
+// sign-in and swapped in and out of <main>; the inbox feed (InboxService:
+// unread counts, notifications) runs on every route.
 
 import { api, UNAUTHORIZED } from './api.js';
-import { agentStatus, setAgentStatus } from './agent-status.js';
+import { agentStatus, sendAgentStatus, setAgentStatus } from './agent-status.js';
 import { agents } from './agents.js';
 import { h } from './dom.js';
 import { InboxService } from './inbox-service.js';
 import './pl-login.js';
 import './pl-live-panel.js';
 import './pl-inbox.js';
+import './pl-leads.js';
+import './pl-widget-settings.js';
 
 const main = document.getElementById('app');
 const header = document.getElementById('app-header');
@@ -22,6 +25,10 @@ const logoutBtn = document.getElementById('logout');
 const navVisitors = document.getElementById('nav-visitors');
 const navInbox = document.getElementById('nav-inbox');
 const navInboxCount = navInbox.querySelector('.count');
+const navLeads = document.getElementById('nav-leads');
+const navSettings = document.getElementById('nav-settings');
+const NAV = { visitors: navVisitors, inbox: navInbox, leads: navLeads, settings: navSettings };
+const TITLES = { visitors: 'Visitors', inbox: 'Inbox', leads: 'Leads', settings: 'Widget settings' };
 const statusSelect = document.getElementById('agent-status');
 
 let view = null; // 'login' | 'console' | 'error'
@@ -58,7 +65,14 @@ function startSession(me) {
   const service = new InboxService(me);
   const panel = document.createElement('pl-live-panel');
   const inbox = document.createElement('pl-inbox');
-  session = { me, panel, inbox, service, route: null };
+  const leads = document.createElement('pl-leads');
+  const isAdmin = agent.role === 'owner' || agent.role === 'admin';
+  const settings = isAdmin ? document.createElement('pl-widget-settings') : null;
+  session = { me, panel, inbox, leads, settings, service, route: null };
+  navSettings.hidden = !isAdmin;
+  leads.setup(me);
+  if (settings) settings.setup(me);
+  pushStatus();
   // setSites before the panel is connected: it connects when inserted.
   panel.setSites(me && me.sites);
   inbox.setup(service, me);
@@ -69,24 +83,34 @@ function startSession(me) {
 
 // Parses location.hash into {name, id}.
 function parseRoute() {
-  const m = /^#\/(visitors|inbox)(?:\/(\d+))?\/?$/.exec(location.hash);
+  const v = /^#\/visitors\/([^/]+)\/([^/]+)$/.exec(location.hash);
+  if (v) {
+    try {
+      return { name: 'visitors', id: null, site: decodeURIComponent(v[1]), visitor: decodeURIComponent(v[2]) };
+    } catch {
+      return { name: 'visitors', id: null };
+    }
+  }
+  const m = /^#\/(visitors|inbox|leads|settings)(?:\/(\d+))?\/?$/.exec(location.hash);
   if (!m) return { name: 'visitors', id: null };
+  if (m[1] === 'settings' && !session.settings) return { name: 'visitors', id: null };
   return { name: m[1], id: m[2] ? Number(m[2]) : null };
 }
 
 function route() {
   if (!session || view !== 'console') return;
   const r = parseRoute();
-  const target = r.name === 'inbox' ? session.inbox : session.panel;
+  const target = { inbox: session.inbox, leads: session.leads, settings: session.settings }[r.name] || session.panel;
   if (main.firstElementChild !== target || main.childElementCount !== 1) main.replaceChildren(target);
+  else if (r.name === 'leads') session.leads.load();
   if (r.name === 'inbox') session.inbox.show(r.id);
+  if (r.visitor) session.panel.focusVisitor(r.site, r.visitor);
   session.route = r.name;
-  navVisitors.classList.toggle('active', r.name === 'visitors');
-  navInbox.classList.toggle('active', r.name === 'inbox');
-  if (r.name === 'visitors') navVisitors.setAttribute('aria-current', 'page');
-  else navVisitors.removeAttribute('aria-current');
-  if (r.name === 'inbox') navInbox.setAttribute('aria-current', 'page');
-  else navInbox.removeAttribute('aria-current');
+  for (const [name, link] of Object.entries(NAV)) {
+    link.classList.toggle('active', r.name === name);
+    if (r.name === name) link.setAttribute('aria-current', 'page');
+    else link.removeAttribute('aria-current');
+  }
   renderTitle();
 }
 
@@ -101,7 +125,7 @@ function renderUnread() {
 
 function renderTitle() {
   if (view !== 'console' || !session) return;
-  const name = session.route === 'inbox' ? 'Inbox' : 'Visitors';
+  const name = TITLES[session.route] || 'Visitors';
   document.title = `${unread ? `(${unread}) ` : ''}${name} — Porchlight`;
 }
 
@@ -140,12 +164,32 @@ async function logout() {
   showLogin();
 }
 
-// Agent status: kept in this browser only for now (see agent-status.js).
+// Agent status: PUT /api/me/status on every change and at sign-in (the
+// browser's last choice is the initial value; see agent-status.js). A refusal
+// puts the select back to what the server last accepted.
+let acceptedStatus = null;
+async function pushStatus() {
+  const status = statusSelect.value;
+  statusSelect.title = '';
+  try {
+    await sendAgentStatus(status);
+    acceptedStatus = status;
+  } catch (err) {
+    if (err.status === 401 || statusSelect.value !== status) return;
+    statusSelect.title = `Your status could not be saved: ${err.message}`;
+    if (err.status && acceptedStatus && acceptedStatus !== status) {
+      statusSelect.value = acceptedStatus;
+      statusSelect.dataset.status = acceptedStatus;
+      setAgentStatus(acceptedStatus);
+    }
+  }
+}
 statusSelect.value = agentStatus();
 statusSelect.dataset.status = statusSelect.value;
 statusSelect.addEventListener('change', () => {
   setAgentStatus(statusSelect.value);
   statusSelect.dataset.status = statusSelect.value;
+  if (session) pushStatus();
 });
 
 window.addEventListener(UNAUTHORIZED, showLogin);

@@ -213,6 +213,18 @@ class PlLivePanel extends HTMLElement {
     this.statusEl.textContent = STATUS_TEXT[state] || state;
   }
 
+  // From a link (#/visitors/<site>/<id>): switch to the site and open the
+  // visitor's card as soon as the live data has them.
+  focusVisitor(site, id) {
+    if (site !== this.siteKey && this.sites.some((s) => s.key === site)) this.selectSite(site);
+    if (site !== this.siteKey) return;
+    this.pendingVisitor = id;
+    if (this.store.get(id)) {
+      this.pendingVisitor = null;
+      this.openVisitor(id);
+    }
+  }
+
   openVisitor(id) {
     const row = this.store.get(id);
     if (!row) return;
@@ -221,6 +233,11 @@ class PlLivePanel extends HTMLElement {
   }
 
   afterRender(shown) {
+    if (this.pendingVisitor && this.store.get(this.pendingVisitor)) {
+      const id = this.pendingVisitor;
+      this.pendingVisitor = null;
+      this.openVisitor(id);
+    }
     const total = this.store.size;
     this.summary.textContent =
       shown === total ? `${total} visitor${total === 1 ? '' : 's'}` : `${shown} of ${total} visitors`;

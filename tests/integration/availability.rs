@@ -1,0 +1,376 @@
+//! Availability (issue 3 point 6): business hours in the site's time zone with an injected
+//! clock, online/offline from agents' sockets and status, widget settings validation and
+//! permissions, and leads from the offline form (stored, listed, `lead.created` webhook,
+//! refused for a blocked visitor).
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::routing::post;
+use engage::ManualClock;
+use reqwest::Method;
+use serde_json::{Value, json};
+use testkit::app::{TEST_ORIGIN, TEST_SITE, TestApp, page_view};
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+
+const PASSWORD: &str = "a long enough password";
+
+/// Milliseconds of a UTC date and time.
+fn utc(y: i32, mo: u32, d: u32, h: u32, mi: u32) -> i64 {
+    chrono_like(y, mo, d) * 86_400_000 + i64::from(h * 3600 + mi * 60) * 1000
+}
+
+/// Days since 1970-01-01 of a civil date (Howard Hinnant's algorithm).
+fn chrono_like(y: i32, m: u32, d: u32) -> i64 {
+    let y = i64::from(if m <= 2 { y - 1 } else { y });
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let m = i64::from(m);
+    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + i64::from(d) - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+type Received = Arc<Mutex<Vec<(HeaderMap, Bytes)>>>;
+
+async fn receive(State(shared): State<Received>, headers: HeaderMap, body: Bytes) -> StatusCode {
+    shared.lock().expect("lock").push((headers, body));
+    StatusCode::OK
+}
+
+async fn start_receiver() -> (SocketAddr, Received) {
+    let shared = Received::default();
+    let app = Router::new()
+        .route("/hook", post(receive))
+        .with_state(Arc::clone(&shared));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind receiver");
+    let addr = listener.local_addr().expect("address");
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    (addr, shared)
+}
+
+async fn call(
+    app: &TestApp,
+    method: Method,
+    path: &str,
+    cookie: &str,
+    body: Option<Value>,
+) -> (u16, Value) {
+    let mut request = app
+        .http
+        .request(method, app.url(path))
+        .header("cookie", cookie);
+    if let Some(body) = body {
+        request = request.json(&body);
+    }
+    let response = request.send().await.expect("request");
+    let status = response.status().as_u16();
+    (
+        status,
+        response.json::<Value>().await.unwrap_or(Value::Null),
+    )
+}
+
+/// `GET /v1/widget/settings` as the widget on the site's origin asks for it.
+async fn widget(app: &TestApp) -> Value {
+    let response = app
+        .http
+        .get(app.url(&format!("/v1/widget/settings?site={TEST_SITE}")))
+        .header("origin", TEST_ORIGIN)
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["cache-control"], "no-store");
+    assert_eq!(
+        response.headers()["access-control-allow-origin"],
+        TEST_ORIGIN
+    );
+    response.json().await.expect("json")
+}
+
+async fn mode(app: &TestApp) -> String {
+    widget(app).await["availability"]["mode"]
+        .as_str()
+        .expect("mode")
+        .to_owned()
+}
+
+async fn post_lead(app: &TestApp, body: Value) -> (u16, Value) {
+    let response = app
+        .http
+        .post(app.url("/v1/chat/leads"))
+        .header("content-type", "text/plain")
+        .header("origin", TEST_ORIGIN)
+        .body(body.to_string())
+        .send()
+        .await
+        .expect("request");
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+/// Waits until `check` holds, up to 5 s.
+async fn eventually<F: AsyncFn() -> bool>(what: &str, check: F) {
+    for _ in 0..100 {
+        if check().await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("timed out waiting for {what}");
+}
+
+#[tokio::test]
+async fn business_hours_agents_and_leads() {
+    // Saturday 11 April 2026, 12:00 in Warsaw (UTC+2 in summer).
+    let clock = Arc::new(ManualClock::new(utc(2026, 4, 11, 10, 0)));
+    let app = TestApp::start_with_clock(
+        |settings| settings.webhooks.base_delay = Duration::from_millis(50),
+        clock.clone(),
+    )
+    .await;
+    let owner = app.owner_cookie().await;
+    let widget_path = format!("/api/sites/{TEST_SITE}/widget");
+
+    // Defaults before anything is stored; the embed snippet names this server.
+    let (status, body) = call(&app, Method::GET, &widget_path, &owner, None).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["settings"]["name"], "Test shop");
+    assert_eq!(body["settings"]["business_hours"]["enabled"], false);
+    let embed = body["embed"].as_str().expect("embed");
+    assert!(
+        embed.contains(&format!("http://{}/widget.js", app.addr)),
+        "{embed}"
+    );
+    assert!(embed.contains(TEST_SITE), "{embed}");
+
+    // Bad settings are refused with the field named.
+    for (bad, field) in [
+        (
+            json!({ "business_hours": { "time_zone": "Mars/Base" } }),
+            "settings.business_hours.time_zone: unknown time zone \"Mars/Base\"",
+        ),
+        (json!({ "color": "red" }), "settings.color"),
+        (
+            json!({ "launcher": { "offset": 1000 } }),
+            "settings.launcher.offset",
+        ),
+        (
+            json!({ "business_hours": { "days": [{ "day": "mon", "open": "17:00", "close": "09:00" }] } }),
+            "settings.business_hours.days[0].close",
+        ),
+    ] {
+        let (status, body) = call(&app, Method::PUT, &widget_path, &owner, Some(bad)).await;
+        assert_eq!(status, 400, "{body}");
+        let error = body["error"].as_str().expect("error");
+        assert!(error.starts_with(field), "{error}");
+    }
+
+    // Mon–Fri 09:00–17:00, Europe/Warsaw.
+    let days: Vec<Value> = ["mon", "tue", "wed", "thu", "fri"]
+        .iter()
+        .map(|day| json!({ "day": day, "open": "09:00", "close": "17:00" }))
+        .collect();
+    let (status, body) = call(
+        &app,
+        Method::PUT,
+        &widget_path,
+        &owner,
+        Some(json!({ "settings": {
+            "business_hours": { "enabled": true, "time_zone": "Europe/Warsaw", "days": days },
+            "after_hours": { "mode": "message", "message": "Back on Monday" },
+        }})),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        body["settings"]["business_hours"]["time_zone"],
+        "Europe/Warsaw"
+    );
+    assert_eq!(body["settings"]["color"], "#2563eb");
+
+    // An agent-role agent may read but not change the settings.
+    let (status, body) = call(
+        &app,
+        Method::POST,
+        "/api/agents",
+        &owner,
+        Some(
+            json!({ "email": "anna@example.com", "name": "Anna", "role": "agent",
+                     "password": PASSWORD, "sites": [TEST_SITE] }),
+        ),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    let anna = app.login("anna@example.com", PASSWORD).await;
+    let (status, _) = call(&app, Method::GET, &widget_path, &anna, None).await;
+    assert_eq!(status, 200);
+    let (status, body) = call(
+        &app,
+        Method::PUT,
+        &widget_path,
+        &anna,
+        Some(json!({ "welcome": "Hello" })),
+    )
+    .await;
+    assert_eq!(status, 403, "{body}");
+
+    // Saturday noon: after hours, with the message.
+    let body = widget(&app).await;
+    assert_eq!(body["availability"]["mode"], "after_hours", "{body}");
+    assert_eq!(body["availability"]["hide"], false);
+    assert_eq!(body["settings"]["after_hours_message"], "Back on Monday");
+    assert!(body["settings"].get("business_hours").is_none());
+
+    // An agent with an inbox socket open: still after hours on Saturday and Monday 08:30.
+    let mut request = app.ws_url("/api/inbox/live").into_client_request().unwrap();
+    request
+        .headers_mut()
+        .insert("cookie", owner.parse().unwrap());
+    let (socket, _) = tokio_tungstenite::connect_async(request)
+        .await
+        .expect("inbox socket");
+    assert_eq!(mode(&app).await, "after_hours");
+    clock.set(utc(2026, 4, 13, 6, 30));
+    assert_eq!(mode(&app).await, "after_hours");
+
+    // Monday 10:00: online while the agent's socket is open and their status is online.
+    clock.set(utc(2026, 4, 13, 8, 0));
+    eventually("online", async || mode(&app).await == "online").await;
+    let (status, body) = call(
+        &app,
+        Method::PUT,
+        "/api/me/status",
+        &owner,
+        Some(json!({ "status": "away" })),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let (_, me) = app.get_json("/api/me", Some(&owner)).await;
+    assert_eq!(me["status"], "away");
+    assert_eq!(mode(&app).await, "offline");
+    let (status, _) = call(
+        &app,
+        Method::PUT,
+        "/api/me/status",
+        &owner,
+        Some(json!({ "status": "sleeping" })),
+    )
+    .await;
+    assert_eq!(status, 400);
+    call(
+        &app,
+        Method::PUT,
+        "/api/me/status",
+        &owner,
+        Some(json!({ "status": "online" })),
+    )
+    .await;
+    assert_eq!(mode(&app).await, "online");
+    // No agent connected: offline.
+    drop(socket);
+    eventually("offline", async || mode(&app).await == "offline").await;
+
+    // After hours with mode hide tells the widget to hide.
+    let (status, _) = call(
+        &app,
+        Method::PUT,
+        &widget_path,
+        &owner,
+        Some(json!({ "after_hours": { "mode": "hide" } })),
+    )
+    .await;
+    assert_eq!(status, 200);
+    clock.set(utc(2026, 4, 11, 10, 0));
+    let body = widget(&app).await;
+    assert_eq!(body["availability"]["hide"], true, "{body}");
+    assert!(body["settings"].get("after_hours_message").is_none());
+
+    // Leads: a webhook subscribed to lead.created receives the lead.
+    let (receiver, received) = start_receiver().await;
+    let (status, body) = call(
+        &app,
+        Method::POST,
+        &format!("/api/sites/{TEST_SITE}/webhooks"),
+        &owner,
+        Some(json!({ "url": format!("http://{receiver}/hook"), "events": ["lead.created"] })),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    let (status, body) = post_lead(
+        &app,
+        json!({ "site": TEST_SITE, "vid": "visitor-lead-0001", "name": "Lena",
+                "email": "lena@example.com", "message": "Call me: card 4111 1111 1111 1111" }),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(body["lead"]["name"], "Lena");
+    assert!(
+        !body["lead"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("4111 1111 1111 1111")
+    );
+    let lead_id = body["lead"]["id"].as_u64().expect("id");
+    let (status, body) = post_lead(
+        &app,
+        json!({ "site": TEST_SITE, "name": "Bad", "email": "nope", "message": "hi" }),
+    )
+    .await;
+    assert_eq!(status, 400, "{body}");
+
+    let (status, leads) = app
+        .get_json(&format!("/api/sites/{TEST_SITE}/leads"), Some(&anna))
+        .await;
+    assert_eq!(status, 200, "{leads}");
+    assert_eq!(leads["leads"][0]["id"], lead_id);
+    assert_eq!(leads["leads"][0]["email"], "lena@example.com");
+
+    eventually("lead.created delivery", async || {
+        !received.lock().unwrap().is_empty()
+    })
+    .await;
+    let (headers, bytes) = received.lock().unwrap()[0].clone();
+    assert_eq!(headers["x-porchlight-event"], "lead.created");
+    let payload: Value = serde_json::from_slice(&bytes).expect("json");
+    assert_eq!(payload["event"], "lead.created");
+    assert_eq!(payload["data"]["lead"]["id"], lead_id);
+
+    // A blocked visitor's lead is refused.
+    let (status, body) = app
+        .beacon(&page_view(
+            "visitor-blocked-0001",
+            "visit-blocked-0001",
+            "https://shop.example/",
+        ))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = call(
+        &app,
+        Method::POST,
+        &format!("/api/sites/{TEST_SITE}/visitors/visitor-blocked-0001/block"),
+        &owner,
+        Some(json!({})),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = post_lead(
+        &app,
+        json!({ "site": TEST_SITE, "vid": "visitor-blocked-0001", "name": "B",
+                "email": "b@example.com", "message": "let me in" }),
+    )
+    .await;
+    assert_eq!(status, 403, "{body}");
+
+    app.shutdown().await;
+}
