@@ -13,3 +13,4 @@ mod conversations;
 mod live;
 mod openapi;
 mod webhooks;
+mod widget_hours;
