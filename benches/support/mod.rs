@@ -5,6 +5,7 @@
 // Each benchmark uses its own part of this.
 #![allow(dead_code)]
 
+pub mod chat;
 pub mod http1;
 pub mod procs;
 pub mod servers;

@@ -35,6 +35,17 @@ impl Panel {
         path: &str,
         headers: &[(&str, &str)],
     ) -> io::Result<Panel> {
+        Panel::connect_with_buffer(addr, path, headers, 1 << 20).await
+    }
+
+    /// [`Panel::connect`] with a receive buffer of `buffer` bytes to start with (it grows for a
+    /// larger frame): thousands of sockets that receive short messages need little each.
+    pub async fn connect_with_buffer(
+        addr: SocketAddr,
+        path: &str,
+        headers: &[(&str, &str)],
+        buffer: usize,
+    ) -> io::Result<Panel> {
         let mut stream = TcpStream::connect(addr).await?;
         stream.set_nodelay(true)?;
         let mut request = format!(
@@ -48,7 +59,7 @@ impl Panel {
         stream.write_all(request.as_bytes()).await?;
         let mut panel = Panel {
             stream,
-            buf: vec![0; 1 << 20],
+            buf: vec![0; buffer.max(1024)],
             start: 0,
             end: 0,
         };
@@ -137,6 +148,25 @@ impl Panel {
         if total > self.buf.len() {
             self.buf.resize(total.next_power_of_two(), 0);
         }
+    }
+
+    /// Sends one text message as a single masked frame (a zero mask: the payload goes as it is).
+    pub async fn send_text(&mut self, text: &str) -> io::Result<()> {
+        let length = text.len();
+        let mut frame = Vec::with_capacity(length + 14);
+        frame.push(0x80 | TEXT);
+        if length < 126 {
+            frame.push(0x80 | length as u8);
+        } else if length <= u16::MAX as usize {
+            frame.push(0x80 | 126);
+            frame.extend_from_slice(&(length as u16).to_be_bytes());
+        } else {
+            frame.push(0x80 | 127);
+            frame.extend_from_slice(&(length as u64).to_be_bytes());
+        }
+        frame.extend_from_slice(&[0, 0, 0, 0]);
+        frame.extend_from_slice(text.as_bytes());
+        self.stream.write_all(&frame).await
     }
 
     /// Sends a close frame (best effort).

@@ -1,8 +1,8 @@
 //! Who is calling: the console's session cookie or a script's API token, and what they may see.
 
 use axum::extract::FromRequestParts;
-use axum::http::header;
 use axum::http::request::Parts;
+use axum::http::{HeaderMap, header};
 use engage::Agent;
 
 use crate::error::ApiError;
@@ -98,5 +98,32 @@ impl FromRequestParts<AppState> for CurrentAgent {
             };
         }
         Err(ApiError::Unauthorized)
+    }
+}
+
+/// Whether a browser `Origin` is Porchlight's own (the scheme-less part equals this request's
+/// `Host`): the console, and the demo site served by the binary.
+pub fn is_own_origin(origin: &str, headers: &HeaderMap) -> bool {
+    let Some(host) = headers
+        .get(header::HOST)
+        .and_then(|value| value.to_str().ok())
+    else {
+        return false;
+    };
+    origin
+        .strip_prefix("http://")
+        .or_else(|| origin.strip_prefix("https://"))
+        .is_some_and(|rest| rest.eq_ignore_ascii_case(host))
+}
+
+/// For WebSockets authenticated by the session cookie: a cookie rides along with any page's
+/// WebSocket, so a browser's `Origin` must be our own. Scripts and tests send none.
+pub fn origin_matches_host(headers: &HeaderMap) -> bool {
+    match headers
+        .get(header::ORIGIN)
+        .and_then(|value| value.to_str().ok())
+    {
+        None => true,
+        Some(origin) => is_own_origin(origin, headers),
     }
 }

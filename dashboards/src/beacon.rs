@@ -443,7 +443,7 @@ pub fn origin_allowed(
         return Ok(None);
     };
     let text = origin.to_str().unwrap_or("");
-    if same_origin(text, headers) || site.allows_origin(text) {
+    if crate::auth::is_own_origin(text, headers) || site.allows_origin(text) {
         Ok(Some(origin.clone()))
     } else {
         Err(ApiError::Forbidden(format!(
@@ -452,20 +452,6 @@ pub fn origin_allowed(
             site.key
         )))
     }
-}
-
-/// A page on the server itself (the demo site) may always send beacons.
-fn same_origin(origin: &str, headers: &HeaderMap) -> bool {
-    let Some(host) = headers
-        .get(header::HOST)
-        .and_then(|value| value.to_str().ok())
-    else {
-        return false;
-    };
-    origin
-        .strip_prefix("http://")
-        .or_else(|| origin.strip_prefix("https://"))
-        .is_some_and(|rest| rest.eq_ignore_ascii_case(host))
 }
 
 /// The visitor's address: the socket peer, unless the peer is a trusted proxy, in which case the
@@ -494,7 +480,8 @@ pub fn client_ip(peer: IpAddr, headers: &HeaderMap, trusted: &[IpNet]) -> IpAddr
     chosen
 }
 
-fn with_cors(mut response: Response, origin: Option<HeaderValue>) -> Response {
+/// Adds the CORS answer for an allowed browser origin (see [`origin_allowed`]).
+pub fn with_cors(mut response: Response, origin: Option<HeaderValue>) -> Response {
     if let Some(origin) = origin {
         let headers = response.headers_mut();
         headers.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin);

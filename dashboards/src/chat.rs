@@ -211,19 +211,7 @@ pub async fn issue_credential(
         )
         .into_response(),
     };
-    Ok(with_origin(response, origin))
-}
-
-fn with_origin(mut response: Response, origin: Option<HeaderValue>) -> Response {
-    if let Some(origin) = origin {
-        response
-            .headers_mut()
-            .insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin);
-        response
-            .headers_mut()
-            .insert(header::VARY, HeaderValue::from_static("Origin"));
-    }
-    response
+    Ok(crate::beacon::with_cors(response, origin))
 }
 
 #[derive(Debug, Deserialize)]

@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use axum::extract::ws::{Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, header};
+use axum::http::HeaderMap;
 use axum::response::Response;
 use parking_lot::Mutex;
 use tokio::sync::broadcast;
@@ -147,7 +147,7 @@ pub async fn live_socket(
 ) -> Result<Response, ApiError> {
     let site = agent.check_site(&state, &site_key)?;
     // A cookie rides along with any page's WebSocket; only our own console may use it that way.
-    if agent.via_cookie && !origin_matches_host(&headers) {
+    if agent.via_cookie && !crate::auth::origin_matches_host(&headers) {
         return Err(ApiError::Forbidden(
             "the live channel only accepts the console's own origin".into(),
         ));
@@ -163,24 +163,6 @@ pub async fn live_socket(
         let _online = state.agent_presence.connect(&agent);
         panel(state, site.key.clone(), socket).await
     }))
-}
-
-fn origin_matches_host(headers: &HeaderMap) -> bool {
-    let Some(origin) = headers
-        .get(header::ORIGIN)
-        .and_then(|value| value.to_str().ok())
-    else {
-        // Not a browser: scripts and tests connect without an Origin.
-        return true;
-    };
-    let host = headers
-        .get(header::HOST)
-        .and_then(|value| value.to_str().ok())
-        .unwrap_or("");
-    origin
-        .strip_prefix("http://")
-        .or_else(|| origin.strip_prefix("https://"))
-        .is_some_and(|rest| rest.eq_ignore_ascii_case(host))
 }
 
 async fn panel(state: AppState, site: String, mut socket: WebSocket) {

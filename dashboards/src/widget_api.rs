@@ -111,13 +111,12 @@ pub async fn widget_settings_for(state: &AppState, site_key: &str) -> Value {
     }
 }
 
-fn with_cors(mut response: Response, origin: Option<HeaderValue>) -> Response {
-    let headers = response.headers_mut();
-    if let Some(origin) = origin {
-        headers.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin);
-        headers.insert(header::VARY, HeaderValue::from_static("Origin"));
-    }
-    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+/// CORS for an allowed origin, and never cached: availability changes by the minute.
+fn with_cors(response: Response, origin: Option<HeaderValue>) -> Response {
+    let mut response = crate::beacon::with_cors(response, origin);
+    response
+        .headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     response
 }
 

@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use testkit::app::TestApp;
+use testkit::app::{TestApp, sign_in_console};
 use testkit::browser::{Browser, Page};
 
 const ACTIVE_WINDOW_MS: i64 = 3_000;
@@ -48,23 +48,13 @@ async fn an_agent_watches_a_visitor_arrive_navigate_and_leave() {
         .new_page()
         .await
         .unwrap();
-    agent.goto(&app.url("/console/")).await.unwrap();
-    agent
-        .wait_for(
-            "document.querySelector('#login-form')",
-            Duration::from_secs(5),
-        )
-        .await
-        .unwrap();
-    agent
-        .type_into("#login-email", dashboards::demo::DEMO_OWNER_EMAIL)
-        .await
-        .unwrap();
-    agent
-        .type_into("#login-password", password.trim())
-        .await
-        .unwrap();
-    agent.click("#login-submit").await.unwrap();
+    sign_in_console(
+        &app,
+        &agent,
+        dashboards::demo::DEMO_OWNER_EMAIL,
+        password.trim(),
+    )
+    .await;
     agent
         .wait_for(
             "document.querySelector('#live-status')?.dataset.state === 'open'",

@@ -5,7 +5,7 @@
 
 use std::time::{Duration, Instant};
 
-use testkit::app::TestApp;
+use testkit::app::{TestApp, sign_in_console};
 use testkit::browser::{Browser, Page};
 
 /// A JavaScript expression for an element inside the widget's shadow root.
@@ -80,20 +80,13 @@ async fn an_agent_and_a_visitor_chat_through_console_and_widget() {
         .new_page()
         .await
         .unwrap();
-    agent.goto(&app.url("/console/")).await.unwrap();
-    agent
-        .wait_for("document.querySelector('#login-form')", patient)
-        .await
-        .unwrap();
-    agent
-        .type_into("#login-email", dashboards::demo::DEMO_OWNER_EMAIL)
-        .await
-        .unwrap();
-    agent
-        .type_into("#login-password", password.trim())
-        .await
-        .unwrap();
-    agent.click("#login-submit").await.unwrap();
+    sign_in_console(
+        &app,
+        &agent,
+        dashboards::demo::DEMO_OWNER_EMAIL,
+        password.trim(),
+    )
+    .await;
     let row = format!(r#".visitor-row[data-visitor-id="{visitor_id}"]"#);
     agent
         .wait_for(

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use testkit::app::{CHROME_UA, OWNER_EMAIL, OWNER_PASSWORD, TEST_SITE, TestApp};
+use testkit::app::{CHROME_UA, OWNER_EMAIL, OWNER_PASSWORD, TEST_SITE, TestApp, sign_in_console};
 use testkit::browser::Browser;
 use tracker::{Beacon, BeaconKind};
 
@@ -43,18 +43,7 @@ async fn the_panel_renders_only_what_is_visible_with_10_000_visitors() {
         .new_page()
         .await
         .unwrap();
-    page.goto(&app.url("/console/")).await.unwrap();
-    page.wait_for(
-        "document.querySelector('#login-form')",
-        Duration::from_secs(5),
-    )
-    .await
-    .unwrap();
-    page.type_into("#login-email", OWNER_EMAIL).await.unwrap();
-    page.type_into("#login-password", OWNER_PASSWORD)
-        .await
-        .unwrap();
-    page.click("#login-submit").await.unwrap();
+    sign_in_console(&app, &page, OWNER_EMAIL, OWNER_PASSWORD).await;
     page.wait_for(
         r#"document.querySelector('button.chip[data-segment="all"] .count')?.textContent.trim() === '10000'"#,
         Duration::from_secs(15),

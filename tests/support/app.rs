@@ -224,3 +224,28 @@ pub fn page_view(visitor: &str, visit: &str, url: &str) -> Value {
 
 /// A realistic desktop Chrome User-Agent.
 pub const CHROME_UA: &str = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/124.0.0.0 Safari/537.36";
+
+/// Signs in to the console in `page` through its login form, as a person would.
+pub async fn sign_in_console(
+    app: &TestApp,
+    page: &crate::browser::Page,
+    email: &str,
+    password: &str,
+) {
+    page.goto(&app.url("/console/"))
+        .await
+        .expect("console loads");
+    page.wait_for(
+        "document.querySelector('#login-form')",
+        std::time::Duration::from_secs(10),
+    )
+    .await
+    .expect("the login form");
+    page.type_into("#login-email", email)
+        .await
+        .expect("email field");
+    page.type_into("#login-password", password)
+        .await
+        .expect("password field");
+    page.click("#login-submit").await.expect("submit button");
+}

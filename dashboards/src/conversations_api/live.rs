@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use axum::extract::State;
 use axum::extract::ws::{Message as WsMessage, WebSocket, WebSocketUpgrade};
-use axum::http::{HeaderMap, header};
+use axum::http::HeaderMap;
 use axum::response::Response;
 use engage::{Agent, Author, ConversationEvent};
 use serde_json::json;
@@ -32,7 +32,7 @@ pub async fn inbox_socket(
     upgrade: WebSocketUpgrade,
 ) -> Result<Response, ApiError> {
     // A cookie rides along with any page's WebSocket; only our own console may use it that way.
-    if current.via_cookie && !origin_matches_host(&headers) {
+    if current.via_cookie && !crate::auth::origin_matches_host(&headers) {
         return Err(ApiError::Forbidden(
             "the inbox channel only accepts the console's own origin".into(),
         ));
@@ -48,25 +48,6 @@ pub async fn inbox_socket(
         let _online = state.agent_presence.connect(&agent);
         inbox_feed(state, agent, socket).await
     }))
-}
-
-/// The same rule as the live panel's: a browser's `Origin` must be this host.
-fn origin_matches_host(headers: &HeaderMap) -> bool {
-    let Some(origin) = headers
-        .get(header::ORIGIN)
-        .and_then(|value| value.to_str().ok())
-    else {
-        // Not a browser: scripts and tests connect without an Origin.
-        return true;
-    };
-    let host = headers
-        .get(header::HOST)
-        .and_then(|value| value.to_str().ok())
-        .unwrap_or("");
-    origin
-        .strip_prefix("http://")
-        .or_else(|| origin.strip_prefix("https://"))
-        .is_some_and(|rest| rest.eq_ignore_ascii_case(host))
 }
 
 /// The frame an event becomes for `agent`, or `None` if it is not theirs to see.
