@@ -144,12 +144,8 @@ async fn bench(server: &ServerProcess, config: &Config) -> anyhow::Result<()> {
     let count = config.conversations;
 
     let started = Instant::now();
-    let visitors = chat::prepare(
-        addr,
-        chat::visitors(count, 0x3a7c_11),
-        SETUP_CONCURRENCY,
-    )
-    .await?;
+    let visitors =
+        chat::prepare(addr, chat::visitors(count, 0x003a_7c11), SETUP_CONCURRENCY).await?;
     println!(
         "message_rtt: {count} visitors live with credentials after {:.1}s",
         started.elapsed().as_secs_f64()
@@ -223,7 +219,8 @@ async fn bench(server: &ServerProcess, config: &Config) -> anyhow::Result<()> {
         if elapsed >= total {
             break;
         }
-        let due = ((elapsed.as_secs_f64() * config.rate as f64) as usize).min(capacity);
+        // Message n is due at n / rate.
+        let due = ((elapsed.as_secs_f64() * config.rate as f64) as usize + 1).min(capacity);
         while sent < due {
             let intended = start + Duration::from_secs_f64(sent as f64 / config.rate as f64);
             book.due[sent].store(book.nanos(intended), Ordering::Relaxed);
@@ -312,7 +309,9 @@ async fn post_message(
 ) -> anyhow::Result<()> {
     let text = format!("We have that jacket in medium, ref plrtt={n} — shall I hold one?");
     let request = client
-        .post(format!("http://{addr}/api/conversations/{conversation}/messages"))
+        .post(format!(
+            "http://{addr}/api/conversations/{conversation}/messages"
+        ))
         .header("Cookie", cookie.as_str())
         .json(&serde_json::json!({ "text": text }));
     book.sent[n].store(book.nanos(Instant::now()), Ordering::Relaxed);
@@ -351,7 +350,9 @@ async fn watch_socket(
         }
         stats.frames += 1;
         let bytes = frame.payload;
-        if !bytes.starts_with(br#"{"type":"message""#) {
+        // serde_json writes the keys in order: `{"message":{…},"type":"message"}`.
+        if !bytes.ends_with(br#","type":"message"}"#) && !bytes.starts_with(br#"{"type":"message""#)
+        {
             continue;
         }
         for at in finder.find_iter(bytes) {

@@ -175,7 +175,10 @@ pub async fn open_socket(
     .to_string();
     socket.send_text(&hello).await?;
     let frame = socket.next().await.context("waiting for ready")?;
-    if frame.opcode != ws::TEXT || !frame.payload.starts_with(br#"{"type":"ready""#) {
+    let ready = frame.opcode == ws::TEXT
+        && serde_json::from_slice::<serde_json::Value>(frame.payload)
+            .is_ok_and(|value| value["type"] == "ready");
+    if !ready {
         bail!(
             "expected ready after hello, got {:?}",
             String::from_utf8_lossy(&frame.payload[..frame.payload.len().min(200)])
