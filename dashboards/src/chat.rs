@@ -71,14 +71,14 @@ pub struct ChatHub {
 
 struct Subscriber {
     id: u64,
-    events: mpsc::Sender<ConversationEvent>,
+    events: mpsc::Sender<Arc<ConversationEvent>>,
     lagged: Arc<AtomicBool>,
 }
 
 /// A socket's place in the hub: its queue of events and its lag flag.
 struct Subscription<'a> {
     _registration: Registration<'a>,
-    events: mpsc::Receiver<ConversationEvent>,
+    events: mpsc::Receiver<Arc<ConversationEvent>>,
     lagged: Arc<AtomicBool>,
 }
 
@@ -136,8 +136,10 @@ impl ChatHub {
         let sockets = self.sockets.lock();
         let key: VisitorKey = (Arc::from(event.site()), Arc::from(event.visitor_id()));
         if let Some(list) = sockets.get(&key) {
+            // One shared copy for every socket of the visitor; queue slots stay pointer-sized.
+            let event = Arc::new(event.clone());
             for subscriber in list {
-                if subscriber.events.try_send(event.clone()).is_err() {
+                if subscriber.events.try_send(Arc::clone(&event)).is_err() {
                     subscriber.lagged.store(true, Ordering::Release);
                 }
             }
@@ -450,11 +452,13 @@ async fn visitor_socket(state: AppState, site: String, ip: IpAddr, mut socket: W
         return;
     };
     let verified = hello_site == site
-        && state
-            .conversations
-            .verify_visitor_credential(&site, &vid, &credential)
-            .await
-            .unwrap_or(false);
+        && Box::pin(
+            state
+                .conversations
+                .verify_visitor_credential(&site, &vid, &credential),
+        )
+        .await
+        .unwrap_or(false);
     if !verified {
         let _ = send_text(&mut socket, error_frame("invalid visitor credential", None)).await;
         let _ = socket
@@ -474,7 +478,9 @@ async fn visitor_socket(state: AppState, site: String, ip: IpAddr, mut socket: W
             .filter_map(|(id, seq)| id.parse::<u64>().ok().map(|id| (id, seq)))
             .collect(),
     };
-    let ready = match session.catch_up().await {
+    // Work that awaits the store is boxed: an idle socket's task then only holds its own loop
+    // state, not room for the largest of those futures (thousands of idle widgets).
+    let ready = match Box::pin(session.catch_up()).await {
         Ok((conversations, messages)) => {
             for message in &messages {
                 let seq = session.sent.entry(message.conversation_id).or_default();
@@ -499,18 +505,18 @@ async fn visitor_socket(state: AppState, site: String, ip: IpAddr, mut socket: W
             event = subscription.events.recv() => {
                 let Some(event) = event else { return };
                 if subscription.lagged.swap(false, Ordering::AcqRel) {
-                    if !resync(&mut session, &mut socket).await {
+                    if !Box::pin(resync(&mut session, &mut socket)).await {
                         return;
                     }
                     continue;
                 }
-                if !forward(&mut session, &mut socket, event).await {
+                if !Box::pin(forward(&mut session, &mut socket, event)).await {
                     return;
                 }
             }
             incoming = socket.recv() => match incoming {
                 Some(Ok(WsMessage::Text(text))) => {
-                    let reply = handle_frame(&mut session, &text).await;
+                    let reply = Box::pin(handle_frame(&mut session, &text)).await;
                     if let Some(reply) = reply
                         && !send_text(&mut socket, reply).await
                     {
@@ -559,8 +565,12 @@ async fn resync(session: &mut Session, socket: &mut WebSocket) -> bool {
     }
 }
 
-async fn forward(session: &mut Session, socket: &mut WebSocket, event: ConversationEvent) -> bool {
-    match event {
+async fn forward(
+    session: &mut Session,
+    socket: &mut WebSocket,
+    event: Arc<ConversationEvent>,
+) -> bool {
+    match &*event {
         ConversationEvent::MessageAdded {
             conversation,
             message,
@@ -606,7 +616,7 @@ async fn forward(session: &mut Session, socket: &mut WebSocket, event: Conversat
             .await
         }
         ConversationEvent::BlockChanged { blocked, .. } => {
-            if blocked {
+            if *blocked {
                 let _ =
                     send_text(socket, error_frame("you cannot chat with this site", None)).await;
                 let _ = socket.send(close(CLOSE_BLOCKED, "blocked")).await;
