@@ -575,13 +575,13 @@ async fn forward(
             conversation,
             message,
         } => {
-            if let Some(frame) = session.message_frame(&message)
+            if let Some(frame) = session.message_frame(message)
                 && !send_text(socket, frame).await
             {
                 return false;
             }
             if matches!(message.body, MessageBody::Event { .. }) {
-                let view = session.view(&conversation).await;
+                let view = session.view(conversation).await;
                 return send_text(
                     socket,
                     json!({ "type": "conversation", "conversation": view }).to_string(),
@@ -591,7 +591,7 @@ async fn forward(
             true
         }
         ConversationEvent::ConversationChanged { conversation } => {
-            let view = session.view(&conversation).await;
+            let view = session.view(conversation).await;
             send_text(
                 socket,
                 json!({ "type": "conversation", "conversation": view }).to_string(),
