@@ -20,7 +20,9 @@
 //! Lookups and count changes take the read lock only (counts are atomics); the write lock is
 //! taken to add a value the table has never seen and to purge.
 
-use std::hash::{BuildHasher, Hash, RandomState};
+use std::hash::{BuildHasher, Hash};
+
+use foldhash::quality::RandomState;
 use std::num::NonZeroU32;
 use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 
@@ -70,7 +72,7 @@ pub(crate) struct Interner<T> {
 impl<T> Default for Interner<T> {
     fn default() -> Self {
         Interner {
-            hasher: RandomState::new(),
+            hasher: RandomState::default(),
             table: RwLock::new(Table {
                 index: HashTable::new(),
                 slots: Vec::new(),

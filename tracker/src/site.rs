@@ -1,7 +1,9 @@
 //! One site's live visitors: sharded tables, deadline queues, counters and the change feed.
 
 use std::collections::BTreeMap;
-use std::hash::{BuildHasher, RandomState};
+use std::hash::BuildHasher;
+
+use foldhash::quality::RandomState;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -61,7 +63,7 @@ impl Site {
     pub(crate) fn new(key: Arc<str>) -> Site {
         Site {
             key,
-            hasher: RandomState::new(),
+            hasher: RandomState::default(),
             shards: (0..SHARDS).map(|_| RwLock::new(Shard::default())).collect(),
             counters: SegmentCounters::default(),
             feed: Mutex::new(Feed {
