@@ -285,6 +285,27 @@ fn decode<T: DeserializeOwned>(
     serde_json::from_slice(bytes).map_err(|e| StoreError::Corrupt(format!("{what}: {e}")))
 }
 
+/// Decodes every record of a table, in key order, naming a corrupt one by its key.
+fn decode_all<K, T>(
+    table: &impl ReadableTable<K, &'static [u8]>,
+    what: &str,
+) -> Result<Vec<T>, StoreError>
+where
+    K: redb::Key + 'static,
+    for<'a> K::SelfType<'a>: std::fmt::Display,
+    T: DeserializeOwned,
+{
+    let mut out = Vec::new();
+    for entry in table.iter().db()? {
+        let (key, bytes) = entry.db()?;
+        out.push(decode(
+            bytes.value(),
+            &format_args!("{what} {}", key.value()),
+        )?);
+    }
+    Ok(out)
+}
+
 /// Hands out the next id from a counter in the meta table. Ids start at 1 and are never
 /// reused, so a deleted token's id cannot come back and name another token.
 fn next_id(txn: &WriteTransaction, counter: &str) -> Result<u64, StoreError> {
@@ -464,15 +485,7 @@ impl Store for RedbStore {
     async fn list_agents(&self) -> Result<Vec<Agent>, StoreError> {
         self.read(|txn| {
             let table = txn.open_table(AGENTS).db()?;
-            let mut out = Vec::new();
-            for entry in table.iter().db()? {
-                let (id, bytes) = entry.db()?;
-                out.push(decode(
-                    bytes.value(),
-                    &format_args!("agent {}", id.value()),
-                )?);
-            }
-            Ok(out)
+            decode_all(&table, "agent")
         })
     }
 
@@ -593,15 +606,7 @@ impl Store for RedbStore {
     async fn list_api_tokens(&self) -> Result<Vec<ApiTokenRecord>, StoreError> {
         self.read(|txn| {
             let table = txn.open_table(API_TOKENS).db()?;
-            let mut out = Vec::new();
-            for entry in table.iter().db()? {
-                let (id, bytes) = entry.db()?;
-                out.push(decode(
-                    bytes.value(),
-                    &format_args!("API token {}", id.value()),
-                )?);
-            }
-            Ok(out)
+            decode_all(&table, "API token")
         })
     }
 
@@ -651,15 +656,7 @@ impl Store for RedbStore {
     async fn list_sites(&self) -> Result<Vec<Site>, StoreError> {
         self.read(|txn| {
             let table = txn.open_table(SITES).db()?;
-            let mut out = Vec::new();
-            for entry in table.iter().db()? {
-                let (key, bytes) = entry.db()?;
-                out.push(decode(
-                    bytes.value(),
-                    &format_args!("site {}", key.value()),
-                )?);
-            }
-            Ok(out)
+            decode_all(&table, "site")
         })
     }
 
