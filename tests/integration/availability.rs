@@ -58,6 +58,7 @@ async fn start_receiver() -> (SocketAddr, Received) {
     (addr, shared)
 }
 
+/// [`testkit::app::call`] with a session cookie.
 async fn call(
     app: &TestApp,
     method: Method,
@@ -65,19 +66,7 @@ async fn call(
     cookie: &str,
     body: Option<Value>,
 ) -> (u16, Value) {
-    let mut request = app
-        .http
-        .request(method, app.url(path))
-        .header("cookie", cookie);
-    if let Some(body) = body {
-        request = request.json(&body);
-    }
-    let response = request.send().await.expect("request");
-    let status = response.status().as_u16();
-    (
-        status,
-        response.json::<Value>().await.unwrap_or(Value::Null),
-    )
+    testkit::app::call(app, method, path, Some(cookie), body).await
 }
 
 /// `GET /v1/widget/settings` as the widget on the site's origin asks for it.

@@ -249,3 +249,27 @@ pub async fn sign_in_console(
         .expect("password field");
     page.click("#login-submit").await.expect("submit button");
 }
+
+/// Sends a JSON request (or none) with a session cookie (or none); returns the status and the
+/// JSON answer (`null` when the body is not JSON).
+pub async fn call(
+    app: &TestApp,
+    method: reqwest::Method,
+    path: &str,
+    cookie: Option<&str>,
+    body: Option<Value>,
+) -> (u16, Value) {
+    let mut request = app.http.request(method, app.url(path));
+    if let Some(cookie) = cookie {
+        request = request.header("cookie", cookie);
+    }
+    if let Some(body) = body {
+        request = request.json(&body);
+    }
+    let response = request.send().await.expect("request");
+    let status = response.status().as_u16();
+    (
+        status,
+        response.json::<Value>().await.unwrap_or(Value::Null),
+    )
+}
