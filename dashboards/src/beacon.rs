@@ -13,7 +13,7 @@ use std::time::Instant;
 use axum::Json;
 use axum::body::Body;
 use axum::extract::{ConnectInfo, State};
-use axum::http::{HeaderMap, HeaderValue, Request, StatusCode, header};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, Request, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use engage::IngestOutcome;
 use ipnet::IpNet;
@@ -454,6 +454,9 @@ pub fn origin_allowed(
     }
 }
 
+/// A constant, so looking the header up does not parse its name on every beacon.
+const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+
 /// The visitor's address: the socket peer, unless the peer is a trusted proxy, in which case the
 /// right-most `X-Forwarded-For` entry that is not itself a trusted proxy. Entries left of that
 /// were written by the client and prove nothing.
@@ -463,7 +466,7 @@ pub fn client_ip(peer: IpAddr, headers: &HeaderMap, trusted: &[IpNet]) -> IpAddr
         return peer;
     }
     let mut chosen = peer;
-    for value in headers.get_all("x-forwarded-for") {
+    for value in headers.get_all(X_FORWARDED_FOR) {
         let Ok(text) = value.to_str() else {
             return peer;
         };

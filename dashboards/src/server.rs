@@ -48,12 +48,6 @@ pub fn router(state: AppState) -> Router {
         .merge(crate::widget_api::routes())
         .layer(DefaultBodyLimit::max(API_BODY_LIMIT));
     Router::new()
-        // The beacon handler enforces its own (configurable) body limit with a clear 413.
-        .route(
-            "/v1/beacon",
-            post(beacon::post_beacon).options(beacon::preflight),
-        )
-        .layer(DefaultBodyLimit::disable())
         .route("/v1/chat/credential", post(chat::issue_credential))
         .route("/v1/chat/socket", get(chat::socket))
         .route(
@@ -83,6 +77,16 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(api::healthz))
         .route("/metrics", get(api::metrics))
         .layer(TraceLayer::new_for_http())
+        // Added after the trace layer, so beacons (the hot path: every page view and heartbeat
+        // of every visitor) get no per-request span; the handler logs rejections itself and
+        // `/metrics` counts every outcome. The handler enforces its own (configurable) body
+        // limit with a clear 413.
+        .route(
+            "/v1/beacon",
+            post(beacon::post_beacon)
+                .options(beacon::preflight)
+                .layer(DefaultBodyLimit::disable()),
+        )
         .with_state(state)
 }
 

@@ -69,24 +69,28 @@ impl Ingest {
 
     /// Applies one beacon.
     pub async fn record(&self, beacon: &Beacon<'_>) -> Result<IngestOutcome, StoreError> {
-        let observation = match self.presence.observe(beacon) {
+        let (observation, entered) = match self.presence.observe(beacon) {
             Observation::NeedsProfile => {
                 let profile = self.load_profile(beacon).await?;
-                let observation = self.presence.start_visit(beacon, &profile);
-                // The visitor (re)entered memory: carry over a block (an in-memory check).
-                if self
-                    .conversations
-                    .is_blocked(beacon.site, beacon.visitor_id, Some(beacon.ip))
+                (self.presence.start_visit(beacon, &profile), true)
+            }
+            observation => (observation, false),
+        };
+        Ok(match observation {
+            Observation::Recorded { persist } => {
+                // The visitor entered memory, or a visit started (perhaps from a new address):
+                // carry over a block by visitor or IP. An in-memory check, and rare: not on
+                // every beacon.
+                if (entered || persist.is_some())
+                    && self.conversations.is_blocked(
+                        beacon.site,
+                        beacon.visitor_id,
+                        Some(beacon.ip),
+                    )
                 {
                     self.presence
                         .set_blocked(beacon.site, beacon.visitor_id, true);
                 }
-                observation
-            }
-            observation => observation,
-        };
-        Ok(match observation {
-            Observation::Recorded { persist } => {
                 if let Some(profile) = persist {
                     self.writer.queue(ProfileRecord {
                         site: beacon.site.to_owned(),

@@ -187,8 +187,8 @@ pub enum Observation {
     /// The beacon was applied. `persist` is `Some` when the durable profile changed (a visit
     /// started, or the identity changed); the caller writes it behind.
     Recorded { persist: Option<KnownProfile> },
-    /// The visitor is not in memory, or the beacon starts a different visit: the caller loads
-    /// (or creates) the visitor's profile and calls [`crate::Presence::start_visit`].
+    /// The visitor is not in memory: the caller loads (or creates) the visitor's profile and
+    /// calls [`crate::Presence::start_visit`].
     NeedsProfile,
     /// The User-Agent is a crawler: never tracked (the caller counts it in metrics).
     Crawler,

@@ -142,8 +142,9 @@ impl Presence {
         self.clock.now_ms()
     }
 
-    /// Hot path: applies a beacon to a visitor already in memory with the same visit id.
-    /// Anything else answers [`Observation::NeedsProfile`] (the caller then loads the profile
+    /// Hot path: applies a beacon to a visitor already in memory with the same visit id, and
+    /// starts a new visit of a visitor in memory from its record. A visitor not in memory
+    /// answers [`Observation::NeedsProfile`] (the caller then loads the profile
     /// and calls [`Presence::start_visit`]), [`Observation::Crawler`] or
     /// [`Observation::Ignored`] (a Leave for a visit not in memory, or ids longer than
     /// [`MAX_ID_LEN`] or empty).
@@ -158,16 +159,30 @@ impl Presence {
             let Shard { visitors, due } = &mut *guard;
             if let Some(visitor) =
                 visitors.find_mut(hash, |visitor| visitor.id == *beacon.visitor_id)
-                && visitor.visit == visit
             {
-                let ingest = Ingest {
-                    site: &site,
-                    beacon,
-                    hash,
-                    now: self.now_ms(),
+                if visitor.visit == visit {
+                    let ingest = Ingest {
+                        site: &site,
+                        beacon,
+                        hash,
+                        now: self.now_ms(),
+                    };
+                    let persist = self.apply(&ingest, due, visitor, Visit::Continuing);
+                    return Observation::Recorded { persist };
+                }
+                // A new visit of a visitor in memory. The record knows all the store does (the
+                // profile was loaded when the visitor entered memory, and every change since
+                // went through this tracker), so the visit starts from it without a store
+                // read; `restart_visit` keeps the record's identity.
+                let profile = KnownProfile {
+                    number: visitor.number,
+                    visits: visitor.visits,
+                    first_seen_ms: visitor.first_seen_ms,
+                    last_visit_id: None,
+                    identity: Identity::default(),
                 };
-                let persist = self.apply(&ingest, due, visitor, Visit::Continuing);
-                return Observation::Recorded { persist };
+                drop(guard);
+                return self.start_visit(beacon, &profile);
             }
         }
         self.not_in_memory(beacon)

@@ -270,7 +270,8 @@ fn visits_continue_restart_and_resume() {
     )));
     assert_eq!(h.get("visitor-a").pages_this_visit, 2);
 
-    // A different visit id: the caller is asked for the profile, and the visit starts over.
+    // A different visit id of a visitor in memory: the visit starts over from the record,
+    // without asking the caller for the stored profile.
     h.clock.advance(MINUTE);
     let next = beacon(
         "visitor-a",
@@ -278,7 +279,6 @@ fn visits_continue_restart_and_resume() {
         BeaconKind::PageView,
         "https://shop.example/c",
     );
-    assert_eq!(h.presence.observe(&next), Observation::NeedsProfile);
     let Observation::Recorded {
         persist: Some(profile),
     } = h.send(&next)
@@ -324,6 +324,27 @@ fn visits_continue_restart_and_resume() {
     assert_eq!(&*card.current_url, "https://shop.example/c");
     assert_eq!(card.pages_this_visit, 1);
     restarted.check_counts([1, 1, 0, 0, 0, 0]);
+
+    // A visitor in memory starts its next visit from its record: `observe` itself counts the
+    // visit and hands back the profile to persist, with no store read.
+    let third = beacon(
+        "visitor-a",
+        "visit-3",
+        BeaconKind::PageView,
+        "https://shop.example/d",
+    );
+    let Observation::Recorded {
+        persist: Some(profile),
+    } = restarted.presence.observe(&third)
+    else {
+        panic!("a new visit of a visitor in memory is recorded at once");
+    };
+    assert_eq!(
+        (profile.number, profile.visits, profile.first_seen_ms),
+        (1, 3, START_MS)
+    );
+    assert_eq!(profile.last_visit_id.as_deref(), Some("visit-3"));
+    assert_eq!(restarted.get("visitor-a").pages_this_visit, 1);
 }
 
 #[test]
