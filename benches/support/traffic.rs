@@ -461,6 +461,8 @@ pub fn beacon_body(
         "lang": who.lang,
         "screen": [who.screen.0, who.screen.1],
         "ts": ts,
+        // The widget's heartbeat interval: its default, which is also the server's.
+        "hb": 15_000,
     });
     if let Some(referrer) = referrer {
         body["referrer"] = referrer.into();

@@ -62,6 +62,10 @@ struct WireBeacon<'a> {
     screen: Option<[u32; 2]>,
     #[serde(default)]
     ts: Option<i64>,
+    /// The heartbeat interval the widget is using, in ms. When it is the server's, a recorded
+    /// beacon is answered `204 No Content`: there is nothing to tell the widget.
+    #[serde(default)]
+    hb: Option<u64>,
     #[serde(default)]
     identity: Option<WireIdentity>,
     #[serde(default)]
@@ -123,10 +127,25 @@ pub async fn post_beacon(
     request: Request<Body>,
 ) -> Response {
     match handle(&state, peer, request).await {
-        Ok((outcome, origin)) => {
+        Ok((outcome, origin, widget_heartbeat)) => {
             state.metrics.beacon(outcome);
             let response = match outcome {
-                // The common answer is the same bytes every time, encoded once at start-up.
+                // The common answer: the widget already beats at the server's interval, so
+                // there is nothing to say. Only the CORS header, so that the page's fetch
+                // succeeds (a response to a POST is not cached, so no `Vary` is needed).
+                BeaconOutcome::Recorded
+                    if widget_heartbeat == Some(state.settings.heartbeat.as_millis() as u64) =>
+                {
+                    let mut response = StatusCode::NO_CONTENT.into_response();
+                    if let Some(origin) = origin {
+                        response
+                            .headers_mut()
+                            .insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin);
+                    }
+                    return response;
+                }
+                // Otherwise the interval to use: the same bytes every time, encoded once at
+                // start-up.
                 BeaconOutcome::Recorded => (
                     [(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))],
                     state.beacon_ok_body.clone(),
@@ -157,11 +176,14 @@ fn invalid(message: impl Into<String>) -> Rejection {
     (BeaconOutcome::Invalid, ApiError::BadRequest(message.into()))
 }
 
+/// A handled beacon: what became of it, the CORS origin to allow, and the widget's heartbeat.
+type Handled = (BeaconOutcome, Option<HeaderValue>, Option<u64>);
+
 async fn handle(
     state: &AppState,
     peer: SocketAddr,
     request: Request<Body>,
-) -> Result<(BeaconOutcome, Option<HeaderValue>), Rejection> {
+) -> Result<Handled, Rejection> {
     let (parts, body) = request.into_parts();
     check_content_type(&parts.headers)?;
     let limit = state.settings.max_beacon_bytes;
@@ -232,7 +254,7 @@ async fn handle(
         IngestOutcome::Crawler => BeaconOutcome::Crawler,
         IngestOutcome::Ignored => BeaconOutcome::Ignored,
     };
-    Ok((outcome, allow_origin))
+    Ok((outcome, allow_origin, wire.hb))
 }
 
 fn check_content_type(headers: &HeaderMap) -> Result<(), Rejection> {

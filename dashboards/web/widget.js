@@ -98,11 +98,12 @@
       // On pagehide only sendBeacon reliably survives the unload.
       if (leave && nav.sendBeacon && nav.sendBeacon(url, new Blob([data], { type: 'text/plain' }))) return;
       if (!w.fetch) return;
-      // text/plain keeps this a CORS "simple request": no preflight.
+      // text/plain keeps this a CORS "simple request": no preflight. A 204 answer means
+      // the server has nothing to say (we already beat at its interval).
       return fetch(url, {
         method: 'POST', body: data, headers: { 'Content-Type': 'text/plain' },
         keepalive: true, credentials: 'omit', mode: 'cors'
-      }).then(function (r) { return r.json(); }).then(safe(function (j) {
+      }).then(function (r) { return r.status === 204 ? null : r.json(); }).then(safe(function (j) {
         var n = j && j.heartbeat_ms;
         if (typeof n === 'number' && n >= 500 && n <= 36e5 && n !== S.hb) { S.hb = n; Tracker.arm(); }
         if (j && j.settings) Chat.conf(j.settings);
@@ -117,7 +118,7 @@
       return {
         site: S.site, vid: S.vid, sid: sid, type: type,
         url: cut(location.href, 2000), title: cut(d.title, 500),
-        lang: navigator.language, screen: [screen.width, screen.height], ts: Date.now()
+        lang: navigator.language, screen: [screen.width, screen.height], ts: Date.now(), hb: S.hb
       };
     },
     beat: function (type, extra) {

@@ -378,6 +378,66 @@ async fn an_allowed_origin_gets_cors_headers() {
     app.shutdown().await;
 }
 
+#[tokio::test]
+async fn a_widget_at_the_servers_heartbeat_gets_no_content() {
+    let app = TestApp::start().await;
+    let send = |hb: Option<u64>| {
+        let mut body = page_view("visitor-hb-0001", "visit-hb-0001", "https://shop.example/");
+        if let Some(hb) = hb {
+            body["hb"] = json!(hb);
+        }
+        app.http
+            .post(app.url("/v1/beacon"))
+            .header("content-type", "text/plain")
+            .header("origin", TEST_ORIGIN)
+            .body(body.to_string())
+            .send()
+    };
+    let server_hb = app.state().settings.heartbeat.as_millis() as u64;
+
+    // The widget already beats at the server's interval: 204, and the page's fetch may read it.
+    let response = send(Some(server_hb)).await.unwrap();
+    assert_eq!(response.status(), 204);
+    assert_eq!(
+        response.headers()["access-control-allow-origin"],
+        TEST_ORIGIN
+    );
+    assert!(response.bytes().await.unwrap().is_empty());
+
+    // Another interval, or none: the answer tells the widget which one to use.
+    for hb in [Some(server_hb + 1_000), None] {
+        let response = send(hb).await.unwrap();
+        assert_eq!(response.status(), 200, "hb {hb:?}");
+        let body: Value = response.json().await.unwrap();
+        assert_eq!(
+            body,
+            json!({"ok": true, "heartbeat_ms": server_hb}),
+            "hb {hb:?}"
+        );
+    }
+    // Recorded every time.
+    let cookie = app.owner_cookie().await;
+    let (status, visitor) = app
+        .get_json(
+            &format!("/api/sites/{TEST_SITE}/visitors/visitor-hb-0001"),
+            Some(&cookie),
+        )
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(visitor["visitor"]["pages"], 3, "{visitor}");
+
+    // A heartbeat that is not a number is a clear 400.
+    let mut body = page_view("visitor-hb-0001", "visit-hb-0001", "https://shop.example/");
+    body["hb"] = json!("fast");
+    let (status, answer) = app.beacon(&body).await;
+    assert_eq!(status, 400);
+    assert!(
+        answer["error"].as_str().unwrap().contains("invalid type"),
+        "{answer}"
+    );
+    app.shutdown().await;
+}
+
 /// The `(ip, country code, city)` the sample database gives for network `index`.
 fn sample(index: usize) -> (String, &'static str, &'static str) {
     let network = &geoip::fixture::NETWORKS[index];
