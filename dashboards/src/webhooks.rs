@@ -6,9 +6,10 @@
 //! (`X-Porchlight-Signature: sha256=<hex HMAC-SHA256(secret, raw body)>`, the key being the
 //! secret's UTF-8 bytes), retried with exponential backoff, every attempt logged.
 //!
-//! Deliveries use plain HTTP for now: reqwest is built without a TLS feature, so an `https://`
-//! receiver fails with a connection error (logged). Enabling reqwest's `rustls` feature is the
-//! next step.
+//! Receivers may be `http://` or `https://`. TLS is rustls with the ring provider; a
+//! receiver's certificate must chain to the system's trust store or to a root given with
+//! `--webhook-ca` (a CRM behind a private CA). A certificate that does not verify is a failed
+//! attempt like any other, logged with the reason.
 
 use std::time::Duration;
 
@@ -41,6 +42,8 @@ pub struct WebhookConfig {
     pub max_attempts: u32,
     /// How long one attempt may take.
     pub timeout: Duration,
+    /// PEM root certificates trusted for `https://` receivers besides the system's.
+    pub extra_roots_pem: Option<Vec<u8>>,
 }
 
 impl Default for WebhookConfig {
@@ -49,6 +52,7 @@ impl Default for WebhookConfig {
             base_delay: Duration::from_secs(1),
             max_attempts: 6,
             timeout: Duration::from_secs(10),
+            extra_roots_pem: None,
         }
     }
 }
@@ -228,6 +232,23 @@ fn now_ms() -> i64 {
         .unwrap_or(0)
 }
 
+/// The HTTP(S) client deliveries use: no redirects (a receiver answers for itself), the
+/// configured timeout, and the extra roots.
+pub fn http_client(config: &WebhookConfig) -> Result<reqwest::Client, reqwest::Error> {
+    // reqwest is built without a provider of its own; ring is installed as the process's
+    // default once (a second install, by another server in the same process, is refused and
+    // harmless).
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let mut builder = reqwest::Client::builder()
+        .timeout(config.timeout)
+        .redirect(reqwest::redirect::Policy::none())
+        .user_agent(concat!("Porchlight-Webhooks/", env!("CARGO_PKG_VERSION")));
+    if let Some(pem) = &config.extra_roots_pem {
+        builder = builder.tls_certs_merge(reqwest::Certificate::from_pem_bundle(pem)?);
+    }
+    builder.build()
+}
+
 /// The delivery task: turns conversation events into webhook deliveries, each in its own task
 /// so a slow receiver never holds up another. Stops (cancelling pending retries) on shutdown.
 pub async fn run_webhooks(state: AppState) {
@@ -235,12 +256,7 @@ pub async fn run_webhooks(state: AppState) {
     let mut leads = state.leads.subscribe();
     let mut shutdown = state.shutdown.subscribe();
     let config = state.settings.webhooks.clone();
-    let client = match reqwest::Client::builder()
-        .timeout(config.timeout)
-        .redirect(reqwest::redirect::Policy::none())
-        .user_agent(concat!("Porchlight-Webhooks/", env!("CARGO_PKG_VERSION")))
-        .build()
-    {
+    let client = match http_client(&config) {
         Ok(client) => client,
         Err(error) => {
             tracing::error!(%error, "cannot build the webhook HTTP client; webhooks are off");
