@@ -111,6 +111,7 @@ impl Server {
         settings: Settings,
         clock: Arc<dyn engage::Clock>,
     ) -> anyhow::Result<Server> {
+        crate::webhooks::install_tls_provider();
         std::fs::create_dir_all(&settings.common.data_dir).with_context(|| {
             format!(
                 "cannot create data directory {}",

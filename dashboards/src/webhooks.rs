@@ -232,13 +232,24 @@ fn now_ms() -> i64 {
         .unwrap_or(0)
 }
 
+/// Installs ring as the process's default rustls crypto provider, once.
+///
+/// reqwest is built with rustls but without a provider of its own (the workspace picks ring;
+/// see Cargo.toml), and it panics when a client is built before one is installed: call this
+/// before building any `reqwest::Client` (the server does at start, `testkit::http_client`
+/// for tests). A second call is a no-op.
+pub fn install_tls_provider() {
+    static INSTALLED: std::sync::Once = std::sync::Once::new();
+    INSTALLED.call_once(|| {
+        // Refused only when something installed a provider first, which serves as well.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+    });
+}
+
 /// The HTTP(S) client deliveries use: no redirects (a receiver answers for itself), the
 /// configured timeout, and the extra roots.
 pub fn http_client(config: &WebhookConfig) -> Result<reqwest::Client, reqwest::Error> {
-    // reqwest is built without a provider of its own; ring is installed as the process's
-    // default once (a second install, by another server in the same process, is refused and
-    // harmless).
-    let _ = rustls::crypto::ring::default_provider().install_default();
+    install_tls_provider();
     let mut builder = reqwest::Client::builder()
         .timeout(config.timeout)
         .redirect(reqwest::redirect::Policy::none())
