@@ -9,6 +9,7 @@ mod cli;
 mod console_browser;
 mod console_chat;
 mod console_scale;
+mod contacts;
 mod conversations;
 mod live;
 mod openapi;
