@@ -232,6 +232,22 @@ fn now_ms() -> i64 {
         .unwrap_or(0)
 }
 
+/// An error with its causes ("error sending request: … : invalid peer certificate: …"): the
+/// top-level message of a failed request rarely says why, and the log is where people look.
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
+}
+
 /// Installs ring as the process's default rustls crypto provider, once.
 ///
 /// reqwest is built with rustls but without a provider of its own (the workspace picks ring;
@@ -399,7 +415,7 @@ async fn deliver(
                 Some(format!("timed out after {:?}", config.timeout)),
                 false,
             ),
-            Err(error) => (None, Some(error.to_string()), false),
+            Err(error) => (None, Some(error_chain(&error)), false),
         };
         let record = Delivery {
             id: id.clone(),
