@@ -8,6 +8,7 @@ mod chat;
 mod cli;
 mod console_browser;
 mod console_chat;
+mod console_contacts;
 mod console_scale;
 mod contacts;
 mod conversations;
