@@ -84,12 +84,9 @@ struct PresenceInner {
 impl AgentPresence {
     /// Presence with the statuses agents chose before (a restart keeps them).
     pub async fn load(store: &dyn Store) -> Result<AgentPresence, engage::StoreError> {
+        let statuses = store.agent_statuses().await?;
         let presence = AgentPresence::default();
-        presence
-            .inner
-            .lock()
-            .statuses
-            .extend(store.agent_statuses().await?);
+        presence.inner.lock().statuses.extend(statuses);
         Ok(presence)
     }
 

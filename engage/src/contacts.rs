@@ -10,7 +10,7 @@
 //! Edits of one visitor are serialised (one lock of 64, chosen by a hash of the key), so two
 //! agents adding tags at once cannot lose one of them.
 
-use std::hash::{BuildHasher, Hash, Hasher};
+use std::hash::BuildHasher;
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
@@ -253,10 +253,9 @@ impl Contacts {
     }
 
     fn lock(&self, site: &str, visitor_id: &str) -> &tokio::sync::Mutex<()> {
-        let mut hasher = self.hasher.build_hasher();
-        (site, visitor_id).hash(&mut hasher);
+        let hash = self.hasher.hash_one((site, visitor_id));
         // The modulo keeps the index below LOCK_SHARDS, so the cast cannot truncate.
-        &self.locks[(hasher.finish() % LOCK_SHARDS as u64) as usize]
+        &self.locks[(hash % LOCK_SHARDS as u64) as usize]
     }
 
     /// The contact: the live visitor's identity and numbers while they are live, else their

@@ -309,10 +309,13 @@ async fn only_owners_and_admins_manage_webhooks() {
     app.shutdown().await;
 }
 
+/// Requests an HTTPS receiver saw: the request head and the body.
+type TlsReceived = Arc<Mutex<Vec<(String, Vec<u8>)>>>;
+
 /// An HTTPS webhook receiver on loopback with a fresh self-signed certificate for 127.0.0.1:
 /// it answers every request 200 and keeps each request's head and body. Returns its address,
 /// the certificate (PEM) and what it received.
-async fn start_tls_receiver() -> (SocketAddr, String, Arc<Mutex<Vec<(String, Vec<u8>)>>>) {
+async fn start_tls_receiver() -> (SocketAddr, String, TlsReceived) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let certified = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_owned()])
         .expect("self-signed certificate");
@@ -330,7 +333,7 @@ async fn start_tls_receiver() -> (SocketAddr, String, Arc<Mutex<Vec<(String, Vec
         .await
         .expect("bind receiver");
     let addr = listener.local_addr().expect("address");
-    let received: Arc<Mutex<Vec<(String, Vec<u8>)>>> = Arc::default();
+    let received = TlsReceived::default();
     let shared = Arc::clone(&received);
     tokio::spawn(async move {
         while let Ok((tcp, _)) = listener.accept().await {
