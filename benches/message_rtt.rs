@@ -186,7 +186,7 @@ async fn bench(server: &ServerProcess, config: &Config) -> anyhow::Result<()> {
 
     // The agent opens a conversation with every visitor.
     let cookie = Arc::new(chat::login(addr).await?);
-    let client = reqwest::Client::new();
+    let client = testkit::http_client();
     let started = Instant::now();
     let conversations = chat::bounded(count, SETUP_CONCURRENCY, |index| {
         let visitors = Arc::clone(&visitors);

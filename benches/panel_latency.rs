@@ -560,7 +560,7 @@ fn report(input: ReportInput<'_>) -> anyhow::Result<()> {
 }
 
 async fn login(addr: std::net::SocketAddr) -> anyhow::Result<String> {
-    let response = reqwest::Client::new()
+    let response = testkit::http_client()
         .post(format!("http://{addr}/api/login"))
         .json(&serde_json::json!({ "email": OWNER_EMAIL, "password": OWNER_PASSWORD }))
         .send()

@@ -128,7 +128,7 @@ pub async fn prepare(
     visitors: Vec<Visitor>,
     concurrency: usize,
 ) -> anyhow::Result<Vec<ChatVisitor>> {
-    let client = reqwest::Client::new();
+    let client = testkit::http_client();
     let visitors = std::sync::Arc::new(visitors);
     bounded(visitors.len(), concurrency, |index| {
         let client = client.clone();
@@ -189,7 +189,7 @@ pub async fn open_socket(
 
 /// Signs the benchmark owner in; the session cookie (`name=value`).
 pub async fn login(addr: SocketAddr) -> anyhow::Result<String> {
-    let response = reqwest::Client::new()
+    let response = testkit::http_client()
         .post(format!("http://{addr}/api/login"))
         .json(&serde_json::json!({ "email": OWNER_EMAIL, "password": OWNER_PASSWORD }))
         .send()

@@ -32,7 +32,7 @@ use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use tokio::sync::broadcast::error::RecvError;
-use tokio::sync::mpsc;
+use tokio::sync::{Notify, mpsc, watch};
 
 use crate::beacon::{client_ip, origin_allowed};
 use crate::error::ApiError;
@@ -62,11 +62,24 @@ const RESUME_LIMIT: usize = 200;
 /// A visitor's key in the hub: (site key, visitor id).
 type VisitorKey = (Arc<str>, Arc<str>);
 
-/// Open visitor sockets by (site, visitor id), fed by [`run_router`].
+/// Open visitor sockets by (site, visitor id), fed by [`run_router`], and per site the
+/// latest widget settings frame, fed by the availability task (`availability.rs`).
 #[derive(Default)]
 pub struct ChatHub {
     sockets: Mutex<HashMap<VisitorKey, Vec<Subscriber>>>,
+    sites: Mutex<HashMap<Arc<str>, SiteFeed>>,
+    /// Notified when a site gets its first open socket, so the availability task starts
+    /// watching it.
+    sites_changed: Notify,
     next_id: AtomicU64,
+}
+
+/// What every open socket of one site shares: a `watch` channel holding the newest
+/// `settings` frame. A socket holds only a receiver (no queue), and several changes in a row
+/// reach a slow socket as the one newest frame.
+struct SiteFeed {
+    sockets: usize,
+    settings: watch::Sender<Option<Arc<str>>>,
 }
 
 struct Subscriber {
@@ -75,11 +88,12 @@ struct Subscriber {
     lagged: Arc<AtomicBool>,
 }
 
-/// A socket's place in the hub: its queue of events and its lag flag.
+/// A socket's place in the hub: its queue of events, its lag flag and its site's settings.
 struct Subscription<'a> {
     _registration: Registration<'a>,
     events: mpsc::Receiver<Arc<ConversationEvent>>,
     lagged: Arc<AtomicBool>,
+    settings: watch::Receiver<Option<Arc<str>>>,
 }
 
 /// Unregisters a socket when its task ends, however it ends.
@@ -96,6 +110,14 @@ impl Drop for Registration<'_> {
             list.retain(|subscriber| subscriber.id != self.id);
             if list.is_empty() {
                 sockets.remove(&self.key);
+            }
+        }
+        drop(sockets);
+        let mut sites = self.hub.sites.lock();
+        if let Some(feed) = sites.get_mut(&self.key.0) {
+            feed.sockets = feed.sockets.saturating_sub(1);
+            if feed.sockets == 0 {
+                sites.remove(&self.key.0);
             }
         }
     }
@@ -116,10 +138,41 @@ impl ChatHub {
                 events,
                 lagged: Arc::clone(&lagged),
             });
+        let (settings, first) = {
+            let mut sites = self.sites.lock();
+            let first = !sites.contains_key(&key.0);
+            let feed = sites.entry(Arc::clone(&key.0)).or_insert_with(|| SiteFeed {
+                sockets: 0,
+                settings: watch::Sender::new(None),
+            });
+            feed.sockets += 1;
+            (feed.settings.subscribe(), first)
+        };
+        if first {
+            self.sites_changed.notify_one();
+        }
         Subscription {
             _registration: Registration { hub: self, key, id },
             events: receiver,
             lagged,
+            settings,
+        }
+    }
+
+    /// Sites with at least one open visitor socket.
+    pub fn watched_sites(&self) -> Vec<Arc<str>> {
+        self.sites.lock().keys().cloned().collect()
+    }
+
+    /// Notified when a site gets its first open socket.
+    pub fn sites_changed(&self) -> &Notify {
+        &self.sites_changed
+    }
+
+    /// Sends a `settings` frame to every open socket of the site (none open: nothing to do).
+    pub fn publish_settings(&self, site: &str, frame: String) {
+        if let Some(feed) = self.sites.lock().get(site) {
+            feed.settings.send_replace(Some(Arc::from(frame)));
         }
     }
 
@@ -466,6 +519,15 @@ async fn visitor_socket(state: AppState, site: String, ip: IpAddr, mut socket: W
             .await;
         return;
     }
+    if state.conversations.is_blocked(&site, &vid, Some(ip)) {
+        let _ = send_text(
+            &mut socket,
+            error_frame("you cannot chat with this site", None),
+        )
+        .await;
+        let _ = socket.send(close(CLOSE_BLOCKED, "blocked")).await;
+        return;
+    }
     let chat = &state.chat;
     let mut subscription = chat.register(&site, &vid);
     let mut session = Session {
@@ -526,6 +588,19 @@ async fn visitor_socket(state: AppState, site: String, ip: IpAddr, mut socket: W
                 Some(Ok(WsMessage::Close(_))) | None | Some(Err(_)) => return,
                 Some(Ok(_)) => {}
             },
+            changed = subscription.settings.changed() => {
+                // The sender lives as long as this socket is registered; an error cannot
+                // happen, but ending is better than spinning on it.
+                if changed.is_err() {
+                    return;
+                }
+                let frame = subscription.settings.borrow_and_update().clone();
+                if let Some(frame) = frame
+                    && !send_text(&mut socket, frame.to_string()).await
+                {
+                    return;
+                }
+            }
             _ = shutdown.changed() => {
                 let _ = socket.send(WsMessage::Close(None)).await;
                 return;
@@ -768,34 +843,89 @@ pub struct UploadQuery {
     conversation_id: u64,
 }
 
+/// The preflight a browser sends before an attachment request from the site's pages: the
+/// credential travels in `X-Porchlight-*` headers, which a simple request cannot carry. The
+/// site is named in a header the preflight does not include, so the origin is echoed here and
+/// the request itself is refused unless its origin is allowed for its site.
+pub async fn attachment_preflight(headers: HeaderMap) -> Response {
+    let mut response = StatusCode::NO_CONTENT.into_response();
+    if let Some(origin) = headers.get(header::ORIGIN).cloned() {
+        let out = response.headers_mut();
+        out.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin);
+        out.insert(
+            header::ACCESS_CONTROL_ALLOW_METHODS,
+            HeaderValue::from_static("GET, POST"),
+        );
+        out.insert(
+            header::ACCESS_CONTROL_ALLOW_HEADERS,
+            HeaderValue::from_static(
+                "content-type, x-filename, x-porchlight-site, x-porchlight-visitor, x-porchlight-credential",
+            ),
+        );
+        out.insert(
+            header::ACCESS_CONTROL_MAX_AGE,
+            HeaderValue::from_static("86400"),
+        );
+        out.insert(header::VARY, HeaderValue::from_static("Origin"));
+    }
+    response
+}
+
+/// CORS for an attachment request: the origin must be allowed for the site the request names
+/// (or be Porchlight's own). Errors get the header too, so the widget can read their message.
+fn attachment_origin(
+    state: &AppState,
+    headers: &HeaderMap,
+) -> Result<Option<HeaderValue>, ApiError> {
+    let site = headers
+        .get("x-porchlight-site")
+        .and_then(|value| value.to_str().ok())
+        .and_then(|key| state.sites.get(key));
+    match site {
+        Some(site) => origin_allowed(headers, &site),
+        // An unknown site fails the credential check with 401 anyway.
+        None => Ok(None),
+    }
+}
+
 /// `POST /v1/chat/attachments?conversation_id=ID`: a visitor uploads a file (at most 2 MB).
 pub async fn upload_attachment(
     State(state): State<AppState>,
     Query(query): Query<UploadQuery>,
     headers: HeaderMap,
     body: Bytes,
-) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
-    let (site, visitor_id) = attachment_party(&state, &headers).await?;
-    let name = headers
-        .get("x-filename")
-        .and_then(|value| value.to_str().ok())
-        .map(percent_decode)
-        .unwrap_or_else(|| "file".to_owned());
-    let mime = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|value| value.to_str().ok())
-        .unwrap_or("application/octet-stream");
-    let meta = state
-        .conversations
-        .upload_attachment(
-            query.conversation_id,
-            Party::Visitor(VisitorRef::new(site, visitor_id)),
-            &name,
-            mime,
-            body.to_vec(),
+) -> Response {
+    let origin = match attachment_origin(&state, &headers) {
+        Ok(origin) => origin,
+        Err(error) => return error.into_response(),
+    };
+    let result = async {
+        let (site, visitor_id) = attachment_party(&state, &headers).await?;
+        let name = headers
+            .get("x-filename")
+            .and_then(|value| value.to_str().ok())
+            .map(percent_decode)
+            .unwrap_or_else(|| "file".to_owned());
+        let mime = headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|value| value.to_str().ok())
+            .unwrap_or("application/octet-stream");
+        let meta = state
+            .conversations
+            .upload_attachment(
+                query.conversation_id,
+                Party::Visitor(VisitorRef::new(site, visitor_id)),
+                &name,
+                mime,
+                body.to_vec(),
+            )
+            .await?;
+        Ok::<_, ApiError>(
+            (StatusCode::CREATED, Json(json!({ "attachment": meta }))).into_response(),
         )
-        .await?;
-    Ok((StatusCode::CREATED, Json(json!({ "attachment": meta }))))
+    }
+    .await;
+    crate::beacon::with_cors(result.unwrap_or_else(IntoResponse::into_response), origin)
 }
 
 /// `GET /v1/chat/attachments/{conversation}/{id}`: only the conversation's visitor (and, via
@@ -804,17 +934,25 @@ pub async fn download_attachment(
     State(state): State<AppState>,
     Path((conversation_id, attachment_id)): Path<(u64, String)>,
     headers: HeaderMap,
-) -> Result<Response, ApiError> {
-    let (site, visitor_id) = attachment_party(&state, &headers).await?;
-    let (meta, bytes) = state
-        .conversations
-        .attachment(
-            conversation_id,
-            &attachment_id,
-            Party::Visitor(VisitorRef::new(site, visitor_id)),
-        )
-        .await?;
-    Ok(attachment_response(&meta, bytes))
+) -> Response {
+    let origin = match attachment_origin(&state, &headers) {
+        Ok(origin) => origin,
+        Err(error) => return error.into_response(),
+    };
+    let result = async {
+        let (site, visitor_id) = attachment_party(&state, &headers).await?;
+        let (meta, bytes) = state
+            .conversations
+            .attachment(
+                conversation_id,
+                &attachment_id,
+                Party::Visitor(VisitorRef::new(site, visitor_id)),
+            )
+            .await?;
+        Ok::<_, ApiError>(attachment_response(&meta, bytes))
+    }
+    .await;
+    crate::beacon::with_cors(result.unwrap_or_else(IntoResponse::into_response), origin)
 }
 
 /// Serves stored attachment bytes safely: images inline, anything else as a download, never

@@ -100,6 +100,10 @@ pub struct ServeArgs {
     /// 0 turns the simulator off. [default: 40]
     #[arg(long, env = "PORCHLIGHT_SIMULATE", value_name = "N")]
     pub simulate: Option<u32>,
+    /// PEM file of extra root certificates that `https://` webhook receivers may present (a
+    /// CRM behind a private CA); the system's trust store applies as well. [default: none]
+    #[arg(long, env = "PORCHLIGHT_WEBHOOK_CA", value_name = "PATH")]
+    pub webhook_ca: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -217,6 +221,7 @@ struct FileConfig {
     cookie_secure: Option<CookieSecure>,
     demo: Option<bool>,
     simulate: Option<u32>,
+    webhook_ca: Option<PathBuf>,
 }
 
 /// A setting with a bad value: names the setting and where the value came from.
@@ -279,6 +284,28 @@ impl Settings {
         settings.demo = false;
         settings.simulate = 0;
         settings
+    }
+}
+
+/// The extra webhook roots: the file's PEM bytes, checked to hold at least one certificate.
+fn webhook_roots(path: Option<&Path>) -> Result<Option<Vec<u8>>, ConfigError> {
+    let Some(path) = path else { return Ok(None) };
+    let pem = std::fs::read(path).map_err(|error| {
+        ConfigError::new(
+            "webhook_ca",
+            format!("cannot read {}: {error}", path.display()),
+        )
+    })?;
+    match reqwest::Certificate::from_pem_bundle(&pem) {
+        Ok(certificates) if !certificates.is_empty() => Ok(Some(pem)),
+        Ok(_) => Err(ConfigError::new(
+            "webhook_ca",
+            format!("{} holds no PEM certificate", path.display()),
+        )),
+        Err(error) => Err(ConfigError::new(
+            "webhook_ca",
+            format!("{}: {error}", path.display()),
+        )),
     }
 }
 
@@ -422,7 +449,12 @@ pub fn resolve(global: &GlobalArgs, serve: &ServeArgs) -> Result<Settings, Confi
             .unwrap_or_default(),
         demo: serve.demo.or(file.demo).unwrap_or(true),
         simulate: serve.simulate.or(file.simulate).unwrap_or(40),
-        webhooks: crate::webhooks::WebhookConfig::default(),
+        webhooks: crate::webhooks::WebhookConfig {
+            extra_roots_pem: webhook_roots(
+                serve.webhook_ca.as_deref().or(file.webhook_ca.as_deref()),
+            )?,
+            ..crate::webhooks::WebhookConfig::default()
+        },
     })
 }
 

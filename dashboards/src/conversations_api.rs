@@ -223,14 +223,19 @@ pub async fn inbox(
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct StartRequest {
-    text: String,
+    #[serde(default)]
+    text: Option<String>,
+    /// A saved reply of the site as the opening offer, instead of `text`.
+    #[serde(default)]
+    saved_reply_id: Option<u64>,
     #[serde(default)]
     client_id: Option<String>,
 }
 
-/// `POST /api/sites/{key}/visitors/{id}/conversations` `{"text", "client_id"?}`: "Open
-/// conversation" from the live panel or the visitor card. The conversation is assigned to the
-/// agent; a visitor who already has an open conversation gets the message there.
+/// `POST /api/sites/{key}/visitors/{id}/conversations` `{"text" | "saved_reply_id",
+/// "client_id"?}`: "Open conversation" from the live panel or the visitor card, with a typed
+/// message or a saved reply as the opening offer. The conversation is assigned to the agent; a
+/// visitor who already has an open conversation gets the message there.
 pub async fn start_conversation(
     State(state): State<AppState>,
     current: CurrentAgent,
@@ -238,6 +243,26 @@ pub async fn start_conversation(
     Json(request): Json<StartRequest>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let site = current.check_site(&state, &site_key)?;
+    let text = match (request.text, request.saved_reply_id) {
+        (Some(text), None) => text,
+        (None, Some(id)) => {
+            state
+                .saved_replies
+                .get(&site.key, id, &current.agent)
+                .await?
+                .text
+        }
+        (Some(_), Some(_)) => {
+            return Err(ApiError::bad_request(
+                "send either \"text\" or \"saved_reply_id\", not both",
+            ));
+        }
+        (None, None) => {
+            return Err(ApiError::bad_request(
+                "send \"text\" (or \"saved_reply_id\" for a saved reply)",
+            ));
+        }
+    };
     let live = state.presence.get(&site.key, &visitor_id);
     let visitor =
         VisitorRef::new(&site.key, &visitor_id).with_ip(live.as_ref().map(|visitor| visitor.ip));
@@ -250,7 +275,7 @@ pub async fn start_conversation(
         .start_by_agent(
             visitor,
             &current.agent,
-            &request.text,
+            &text,
             request.client_id.as_deref(),
             details,
         )

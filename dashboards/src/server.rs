@@ -44,6 +44,8 @@ pub fn router(state: AppState) -> Router {
         .route("/tokens", get(api::list_tokens).post(api::create_token))
         .route("/tokens/{id}", delete(api::revoke_token))
         .merge(crate::conversations_api::routes())
+        .merge(crate::contacts_api::routes())
+        .merge(crate::saved_replies_api::routes())
         .merge(crate::webhooks::routes())
         .merge(crate::widget_api::routes())
         .layer(DefaultBodyLimit::max(API_BODY_LIMIT));
@@ -60,11 +62,13 @@ pub fn router(state: AppState) -> Router {
         )
         .route(
             "/v1/chat/attachments",
-            post(chat::upload_attachment).layer(DefaultBodyLimit::max(ATTACHMENT_BODY_LIMIT)),
+            post(chat::upload_attachment)
+                .options(chat::attachment_preflight)
+                .layer(DefaultBodyLimit::max(ATTACHMENT_BODY_LIMIT)),
         )
         .route(
             "/v1/chat/attachments/{conversation}/{id}",
-            get(chat::download_attachment),
+            get(chat::download_attachment).options(chat::attachment_preflight),
         )
         .nest("/api", api)
         .route("/widget.js", get(assets::widget))
@@ -111,6 +115,7 @@ impl Server {
         settings: Settings,
         clock: Arc<dyn engage::Clock>,
     ) -> anyhow::Result<Server> {
+        crate::webhooks::install_tls_provider();
         std::fs::create_dir_all(&settings.common.data_dir).with_context(|| {
             format!(
                 "cannot create data directory {}",
@@ -147,6 +152,14 @@ impl Server {
             Arc::clone(&conversations),
         )
         .await?;
+        let contacts = engage::Contacts::new(
+            Arc::clone(&presence),
+            Arc::clone(&store),
+            ingest.profiles().clone(),
+            Arc::clone(&clock),
+        );
+        let saved_replies = engage::SavedReplies::new(Arc::clone(&store), Arc::clone(&clock));
+        let agent_presence = crate::state::AgentPresence::load(&*store).await?;
         let sites = SiteDirectory::default();
         if settings.demo {
             demo::ensure_demo(&accounts, &settings).await?;
@@ -165,6 +178,8 @@ impl Server {
             accounts,
             ingest,
             conversations,
+            contacts,
+            saved_replies,
             sites,
             metrics: Metrics::new(),
             live: LiveHub::default(),
@@ -172,8 +187,10 @@ impl Server {
             beacon_ok_body,
             shutdown,
             clock,
-            agent_presence: crate::state::AgentPresence::default(),
+            agent_presence,
             leads: tokio::sync::broadcast::channel(256).0,
+            settings_changed: Arc::new(tokio::sync::Notify::new()),
+            lead_limits: crate::rate_limit::LeadLimits::default(),
         }));
 
         let mut tasks = vec![
@@ -185,6 +202,9 @@ impl Server {
             state.clone(),
         )));
         tasks.push(tokio::spawn(crate::webhooks::run_webhooks(state.clone())));
+        tasks.push(tokio::spawn(crate::availability::run_availability(
+            state.clone(),
+        )));
         if state.settings.demo && state.settings.simulate > 0 {
             tasks.push(tokio::spawn(demo::run_simulator(state.clone())));
         }

@@ -4,15 +4,20 @@ use std::collections::HashMap;
 use std::ops::Deref;
 use std::sync::Arc;
 
-use engage::{Accounts, Agent, Clock, Conversations, Ingest, Lead, Site, Store};
+use engage::{
+    Accounts, Agent, Clock, Contacts, Conversations, Ingest, Lead, SavedReplies, Site, Store,
+};
 use parking_lot::{Mutex, RwLock};
-use serde::{Deserialize, Serialize};
+use tokio::sync::Notify;
 use tracker::Presence;
 
 use crate::chat::ChatHub;
 use crate::config::Settings;
 use crate::live::LiveHub;
 use crate::metrics::Metrics;
+use crate::rate_limit::LeadLimits;
+
+pub use engage::AgentStatus;
 
 /// Cheap to clone; handlers take `State<AppState>`.
 #[derive(Clone)]
@@ -32,6 +37,9 @@ pub struct App {
     pub accounts: Accounts,
     pub ingest: Ingest,
     pub conversations: Arc<Conversations>,
+    /// The contact behind a visitor: agent-edited name, email and phone, notes, tags.
+    pub contacts: Contacts,
+    pub saved_replies: SavedReplies,
     pub sites: SiteDirectory,
     pub metrics: Metrics,
     pub live: LiveHub,
@@ -46,24 +54,24 @@ pub struct App {
     pub agent_presence: AgentPresence,
     /// Every lead, published after it is stored (the webhooks task sends `lead.created`).
     pub leads: tokio::sync::broadcast::Sender<Lead>,
-}
-
-/// An agent's chosen status (`PUT /api/me/status`), kept in memory; online by default.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum AgentStatus {
-    #[default]
-    Online,
-    Away,
-    Offline,
+    /// Wakes the availability task (`availability.rs`) when a site's widget settings change;
+    /// agent presence changes wake it through [`AgentPresence::changed`].
+    pub settings_changed: Arc<Notify>,
+    /// Offline-form submissions per client address and per site.
+    pub lead_limits: LeadLimits,
 }
 
 /// Agent presence: an agent counts as online for a site when they have at least one open
-/// console socket (`/api/inbox/live` or `/api/sites/{key}/live`), their status is online, and
-/// they can access the site.
+/// console socket (`/api/inbox/live` or `/api/sites/{key}/live`), their chosen status is
+/// online, and they can access the site.
+///
+/// Statuses are chosen with `PUT /api/me/status` and stored, so they survive reconnects and
+/// restarts; every change of who is online is signalled on [`AgentPresence::changed`], which
+/// the availability task waits on to push the widgets' new availability.
 #[derive(Default, Clone)]
 pub struct AgentPresence {
     inner: Arc<Mutex<PresenceInner>>,
+    changed: Arc<Notify>,
 }
 
 #[derive(Default)]
@@ -74,15 +82,31 @@ struct PresenceInner {
 }
 
 impl AgentPresence {
+    /// Presence with the statuses agents chose before (a restart keeps them).
+    pub async fn load(store: &dyn Store) -> Result<AgentPresence, engage::StoreError> {
+        let statuses = store.agent_statuses().await?;
+        let presence = AgentPresence::default();
+        presence.inner.lock().statuses.extend(statuses);
+        Ok(presence)
+    }
+
+    /// Notified whenever an agent connects, disconnects or changes status.
+    pub fn changed(&self) -> &Arc<Notify> {
+        &self.changed
+    }
+
     /// Counts one open socket of `agent` until the returned guard is dropped.
     pub fn connect(&self, agent: &Agent) -> PresenceGuard {
-        let mut inner = self.inner.lock();
-        let entry = inner
-            .sockets
-            .entry(agent.id)
-            .or_insert_with(|| (0, agent.clone()));
-        entry.0 += 1;
-        entry.1 = agent.clone();
+        {
+            let mut inner = self.inner.lock();
+            let entry = inner
+                .sockets
+                .entry(agent.id)
+                .or_insert_with(|| (0, agent.clone()));
+            entry.0 += 1;
+            entry.1 = agent.clone();
+        }
+        self.changed.notify_one();
         PresenceGuard {
             presence: self.clone(),
             agent_id: agent.id,
@@ -98,8 +122,17 @@ impl AgentPresence {
             .unwrap_or_default()
     }
 
-    pub fn set_status(&self, agent_id: u64, status: AgentStatus) {
+    /// Stores the agent's status, then applies it. A store failure changes nothing.
+    pub async fn set_status(
+        &self,
+        store: &dyn Store,
+        agent_id: u64,
+        status: AgentStatus,
+    ) -> Result<(), engage::StoreError> {
+        store.put_agent_status(agent_id, status).await?;
         self.inner.lock().statuses.insert(agent_id, status);
+        self.changed.notify_one();
+        Ok(())
     }
 
     /// Whether any agent is online for `site_key`.
@@ -128,6 +161,8 @@ impl Drop for PresenceGuard {
                 inner.sockets.remove(&self.agent_id);
             }
         }
+        drop(inner);
+        self.presence.changed.notify_one();
     }
 }
 

@@ -6,9 +6,10 @@
 //! (`X-Porchlight-Signature: sha256=<hex HMAC-SHA256(secret, raw body)>`, the key being the
 //! secret's UTF-8 bytes), retried with exponential backoff, every attempt logged.
 //!
-//! Deliveries use plain HTTP for now: reqwest is built without a TLS feature, so an `https://`
-//! receiver fails with a connection error (logged). Enabling reqwest's `rustls` feature is the
-//! next step.
+//! Receivers may be `http://` or `https://`. TLS is rustls with the ring provider; a
+//! receiver's certificate must chain to the system's trust store or to a root given with
+//! `--webhook-ca` (a CRM behind a private CA). A certificate that does not verify is a failed
+//! attempt like any other, logged with the reason.
 
 use std::time::Duration;
 
@@ -41,6 +42,8 @@ pub struct WebhookConfig {
     pub max_attempts: u32,
     /// How long one attempt may take.
     pub timeout: Duration,
+    /// PEM root certificates trusted for `https://` receivers besides the system's.
+    pub extra_roots_pem: Option<Vec<u8>>,
 }
 
 impl Default for WebhookConfig {
@@ -49,6 +52,7 @@ impl Default for WebhookConfig {
             base_delay: Duration::from_secs(1),
             max_attempts: 6,
             timeout: Duration::from_secs(10),
+            extra_roots_pem: None,
         }
     }
 }
@@ -228,6 +232,50 @@ fn now_ms() -> i64 {
         .unwrap_or(0)
 }
 
+/// An error with its causes ("error sending request: … : invalid peer certificate: …"): the
+/// top-level message of a failed request rarely says why, and the log is where people look.
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
+}
+
+/// Installs ring as the process's default rustls crypto provider, once.
+///
+/// reqwest is built with rustls but without a provider of its own (the workspace picks ring;
+/// see Cargo.toml), and it panics when a client is built before one is installed: call this
+/// before building any `reqwest::Client` (the server does at start, `testkit::http_client`
+/// for tests). A second call is a no-op.
+pub fn install_tls_provider() {
+    static INSTALLED: std::sync::Once = std::sync::Once::new();
+    INSTALLED.call_once(|| {
+        // Refused only when something installed a provider first, which serves as well.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+    });
+}
+
+/// The HTTP(S) client deliveries use: no redirects (a receiver answers for itself), the
+/// configured timeout, and the extra roots.
+pub fn http_client(config: &WebhookConfig) -> Result<reqwest::Client, reqwest::Error> {
+    install_tls_provider();
+    let mut builder = reqwest::Client::builder()
+        .timeout(config.timeout)
+        .redirect(reqwest::redirect::Policy::none())
+        .user_agent(concat!("Porchlight-Webhooks/", env!("CARGO_PKG_VERSION")));
+    if let Some(pem) = &config.extra_roots_pem {
+        builder = builder.tls_certs_merge(reqwest::Certificate::from_pem_bundle(pem)?);
+    }
+    builder.build()
+}
+
 /// The delivery task: turns conversation events into webhook deliveries, each in its own task
 /// so a slow receiver never holds up another. Stops (cancelling pending retries) on shutdown.
 pub async fn run_webhooks(state: AppState) {
@@ -235,12 +283,7 @@ pub async fn run_webhooks(state: AppState) {
     let mut leads = state.leads.subscribe();
     let mut shutdown = state.shutdown.subscribe();
     let config = state.settings.webhooks.clone();
-    let client = match reqwest::Client::builder()
-        .timeout(config.timeout)
-        .redirect(reqwest::redirect::Policy::none())
-        .user_agent(concat!("Porchlight-Webhooks/", env!("CARGO_PKG_VERSION")))
-        .build()
-    {
+    let client = match http_client(&config) {
         Ok(client) => client,
         Err(error) => {
             tracing::error!(%error, "cannot build the webhook HTTP client; webhooks are off");
@@ -372,7 +415,7 @@ async fn deliver(
                 Some(format!("timed out after {:?}", config.timeout)),
                 false,
             ),
-            Err(error) => (None, Some(error.to_string()), false),
+            Err(error) => (None, Some(error_chain(&error)), false),
         };
         let record = Delivery {
             id: id.clone(),

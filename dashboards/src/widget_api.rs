@@ -3,12 +3,14 @@
 //!
 //! Public (the widget, CORS like the beacon):
 //! - `GET /v1/widget/settings?site=KEY` — settings as the widget needs them, and availability.
-//! - `POST /v1/chat/leads` — the offline form (`text/plain` JSON, no preflight).
+//! - `POST /v1/chat/leads` — the offline form (`text/plain` JSON, no preflight), limited per
+//!   client address and per site (`rate_limit.rs`): 429 with `Retry-After` beyond that.
 //!
 //! Console (`/api`):
 //! - `GET|PUT /api/sites/{key}/widget` — settings plus the embed snippet; PUT owner/admin.
 //! - `GET /api/sites/{key}/leads` — newest first.
-//! - `PUT /api/me/status` — `online` / `away` / `offline`.
+//! - `PUT /api/me/status` — `online` / `away` / `offline`, stored (it survives reconnects and
+//!   restarts).
 
 use std::net::SocketAddr;
 
@@ -200,6 +202,12 @@ pub async fn put_widget(
         .store
         .put_widget_settings(&site.key, &settings)
         .await?;
+    // Open widgets get the new look (and availability, if the hours changed it) at once.
+    state.chat.publish_settings(
+        &site.key,
+        crate::availability::settings_frame(&state, &site.key).await,
+    );
+    state.settings_changed.notify_one();
     Ok(Json(
         json!({ "settings": settings, "embed": embed_for(&headers, &site.key) }),
     ))
@@ -235,7 +243,8 @@ pub async fn put_status(
     })?;
     state
         .agent_presence
-        .set_status(current.agent.id, request.status);
+        .set_status(&*state.store, current.agent.id, request.status)
+        .await?;
     Ok(Json(json!({ "status": request.status })))
 }
 
@@ -254,26 +263,42 @@ pub struct LeadRequest {
     page_url: Option<String>,
 }
 
-/// `POST /v1/chat/leads`: the offline form. 201 `{"lead"}`; 403 for a blocked visitor.
+/// `POST /v1/chat/leads`: the offline form. 201 `{"lead"}`; 403 for a blocked visitor; 429
+/// past the per-address or per-site limit. Errors carry CORS headers too (for an allowed
+/// origin), so the widget can show their message.
 pub async fn post_lead(
     State(state): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     body: Bytes,
+) -> Response {
+    let mut cors = None;
+    match create_lead(&state, peer, &headers, &body, &mut cors).await {
+        Ok(response) => with_cors(response, cors),
+        Err(error) => with_cors(error.into_response(), cors),
+    }
+}
+
+async fn create_lead(
+    state: &AppState,
+    peer: SocketAddr,
+    headers: &HeaderMap,
+    body: &Bytes,
+    cors: &mut Option<HeaderValue>,
 ) -> Result<Response, ApiError> {
     if body.len() > LEAD_BODY_LIMIT {
         return Err(ApiError::PayloadTooLarge(format!(
             "a lead is at most {LEAD_BODY_LIMIT} bytes"
         )));
     }
-    let request: LeadRequest = serde_json::from_slice(&body)
+    let request: LeadRequest = serde_json::from_slice(body)
         .map_err(|error| ApiError::bad_request(format!("invalid request JSON: {error}")))?;
     let site = state
         .sites
         .get(&request.site)
         .ok_or_else(|| ApiError::NotFound(format!("unknown site {:?}", request.site)))?;
-    let origin = origin_allowed(&headers, &site)?;
-    let ip = client_ip(peer.ip(), &headers, &state.settings.trusted_proxies);
+    *cors = origin_allowed(headers, &site)?;
+    let ip = client_ip(peer.ip(), headers, &state.settings.trusted_proxies);
     let vid = request.vid.filter(|vid| !vid.is_empty());
     if vid.as_deref().is_some_and(|vid| vid.len() > 128) {
         return Err(ApiError::bad_request("vid: at most 128 characters"));
@@ -295,9 +320,53 @@ pub async fn post_lead(
         created_ms: state.clock.now_ms(),
     })
     .map_err(ApiError::BadRequest)?;
+    // Limits after validation: someone fixing a typo in their email is not a spammer.
+    let now = state.clock.now_ms();
+    if let Err(retry_after_secs) = state.lead_limits.per_ip.check(&address_key(ip), now) {
+        return Err(ApiError::TooManyRequests {
+            message: format!(
+                "too many messages from your address; try again in {retry_after_secs} s"
+            ),
+            retry_after_secs,
+        });
+    }
+    if let Err(retry_after_secs) = state.lead_limits.per_site.check(&site.key, now) {
+        return Err(ApiError::TooManyRequests {
+            message: format!(
+                "this site is receiving too many messages; try again in {retry_after_secs} s"
+            ),
+            retry_after_secs,
+        });
+    }
     let lead = state.store.create_lead(lead).await?;
     // Nobody listening (no webhooks task) is not an error.
     let _ = state.leads.send(lead.clone());
-    let response = (StatusCode::CREATED, Json(json!({ "lead": lead }))).into_response();
-    Ok(with_cors(response, origin))
+    Ok((StatusCode::CREATED, Json(json!({ "lead": lead }))).into_response())
+}
+
+/// The key a client address is limited under: the address itself for IPv4, its /64 network for
+/// IPv6 (one subscriber usually holds a whole /64, and every address in it is theirs to use).
+fn address_key(ip: std::net::IpAddr) -> String {
+    match ip.to_canonical() {
+        std::net::IpAddr::V4(v4) => v4.to_string(),
+        std::net::IpAddr::V6(v6) => {
+            let [a, b, c, d, ..] = v6.segments();
+            format!("{a:x}:{b:x}:{c:x}:{d:x}::/64")
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn addresses_are_limited_per_ipv4_address_and_per_ipv6_network() {
+        let key = |ip: &str| address_key(ip.parse().unwrap());
+        assert_eq!(key("81.2.69.1"), "81.2.69.1");
+        assert_eq!(key("::ffff:81.2.69.1"), "81.2.69.1");
+        assert_eq!(key("2001:db8:1:2:aaaa::1"), "2001:db8:1:2::/64");
+        assert_eq!(key("2001:db8:1:2:bbbb::9"), key("2001:db8:1:2:aaaa::1"));
+        assert_ne!(key("2001:db8:1:3::1"), key("2001:db8:1:2::1"));
+    }
 }

@@ -621,6 +621,9 @@
         st.out.forEach(Chat.push);
         C.q.splice(0).forEach(Chat.tx);
         C.readSent = {};
+      } else if (f.type === 'settings') {
+        // Pushed when the site's availability or settings change (agents come and go, hours).
+        if (f.settings && typeof f.settings === 'object') Chat.conf(f.settings, true);
       } else if (f.type === 'message') Chat.add(f.message);
       else if (f.type === 'conversation') Chat.conv(f.conversation);
       else if (f.type === 'ack') Chat.ack(f);

@@ -9,6 +9,13 @@ use std::time::{SystemTime, UNIX_EPOCH};
 /// A source of the current time in milliseconds since the Unix epoch.
 pub trait Clock: Send + Sync + std::fmt::Debug {
     fn now_ms(&self) -> i64;
+
+    /// For a clock that is moved by hand: a receiver that changes whenever it is moved, so a
+    /// task sleeping until a wall-clock deadline (the widget's business hours) can wake and
+    /// look again. The real clock moves by itself and has none.
+    fn moves(&self) -> Option<tokio::sync::watch::Receiver<i64>> {
+        None
+    }
 }
 
 /// The real clock.
@@ -27,25 +34,43 @@ impl Clock for SystemClock {
 }
 
 /// A clock that moves only when told to, for tests.
-#[derive(Debug, Default)]
-pub struct ManualClock(AtomicI64);
+#[derive(Debug)]
+pub struct ManualClock {
+    now: AtomicI64,
+    moved: tokio::sync::watch::Sender<i64>,
+}
+
+impl Default for ManualClock {
+    fn default() -> Self {
+        Self::new(0)
+    }
+}
 
 impl ManualClock {
     pub fn new(now_ms: i64) -> Self {
-        Self(AtomicI64::new(now_ms))
+        Self {
+            now: AtomicI64::new(now_ms),
+            moved: tokio::sync::watch::Sender::new(now_ms),
+        }
     }
 
     pub fn set(&self, now_ms: i64) {
-        self.0.store(now_ms, Ordering::SeqCst);
+        self.now.store(now_ms, Ordering::SeqCst);
+        self.moved.send_replace(now_ms);
     }
 
     pub fn advance_ms(&self, ms: i64) {
-        self.0.fetch_add(ms, Ordering::SeqCst);
+        let now = self.now.fetch_add(ms, Ordering::SeqCst) + ms;
+        self.moved.send_replace(now);
     }
 }
 
 impl Clock for ManualClock {
     fn now_ms(&self) -> i64 {
-        self.0.load(Ordering::SeqCst)
+        self.now.load(Ordering::SeqCst)
+    }
+
+    fn moves(&self) -> Option<tokio::sync::watch::Receiver<i64>> {
+        Some(self.moved.subscribe())
     }
 }

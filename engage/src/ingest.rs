@@ -119,6 +119,11 @@ impl Ingest {
         })
     }
 
+    /// The profile write-behind, for edits that must not race it (`Contacts`).
+    pub fn profiles(&self) -> &ProfileWriter {
+        &self.writer
+    }
+
     /// Profile updates waiting to be written.
     pub fn pending_writes(&self) -> usize {
         self.writer.pending()

@@ -10,10 +10,13 @@
 //!   ([`Attachments`]), assignment, resolve and rating, blocking, visitor credentials, the
 //!   inbox, and an event bus for the live channels. Card numbers are masked
 //!   ([`mask_card_numbers`]) before any text is stored.
+//! - [`Contacts`] is the contact behind a visitor (name, email and phone edited by agents,
+//!   notes, tags); [`SavedReplies`] are per-site canned answers for the chat.
 
 mod accounts;
 mod attachments;
 mod clock;
+pub mod contacts;
 pub mod conversations;
 mod error;
 mod ingest;
@@ -21,6 +24,7 @@ mod masking;
 mod model;
 mod profiles;
 mod redb_store;
+pub mod saved_replies;
 mod store;
 pub mod webhooks;
 pub mod widget;
@@ -31,6 +35,7 @@ pub use attachments::{
     sanitize_name as sanitize_attachment_name, sniff_image, valid_attachment_id,
 };
 pub use clock::{Clock, ManualClock, SystemClock};
+pub use contacts::{Contact, ContactEdit, Contacts, VisitorNote};
 pub use conversations::{
     AppendOutcome, Author, Block, Content, Conversation, ConversationEvent, ConversationOrigin,
     ConversationState, ConversationWrite, Conversations, InboxCounts, InboxFilter, InboxTab,
@@ -41,11 +46,15 @@ pub use error::{AccountError, ConversationError, StoreError};
 pub use ingest::{Ingest, IngestOutcome};
 pub use masking::mask_card_numbers;
 pub use model::{
-    Agent, AgentView, ApiTokenRecord, ApiTokenView, Identity, NewAgentRecord, NewApiTokenRecord,
-    ParseRoleError, Profile, ProfileRecord, PropValue, Role, SessionRecord, Site, normalize_origin,
+    Agent, AgentStatus, AgentView, ApiTokenRecord, ApiTokenView, Identity, NewAgentRecord,
+    NewApiTokenRecord, ParseRoleError, Profile, ProfileRecord, PropValue, Role, SessionRecord,
+    Site, normalize_origin,
 };
 pub use profiles::{ProfileWriter, ProfileWriterConfig, VisitorNumbers};
 pub use redb_store::{DB_FILE_NAME, RedbStore};
+pub use saved_replies::{SavedReplies, SavedReply};
 pub use store::Store;
 pub use webhooks::{Delivery, NewWebhook, Webhook, WebhookEvent};
-pub use widget::{Availability, AvailabilityMode, Lead, NewLead, WidgetSettings, availability};
+pub use widget::{
+    Availability, AvailabilityMode, Lead, NewLead, WidgetSettings, availability, next_hours_change,
+};

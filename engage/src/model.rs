@@ -121,6 +121,28 @@ impl Agent {
     }
 }
 
+/// An agent's chosen availability in the console. Only `Online` agents count for the widget's
+/// availability (and only while they have the console open); `Away` and `Offline` keep the
+/// console working but turn the widget into the offline form when nobody else is online.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AgentStatus {
+    #[default]
+    Online,
+    Away,
+    Offline,
+}
+
+impl AgentStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AgentStatus::Online => "online",
+            AgentStatus::Away => "away",
+            AgentStatus::Offline => "offline",
+        }
+    }
+}
+
 /// An agent as shown through the API: everything but the password hash.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AgentView {

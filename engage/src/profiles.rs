@@ -191,6 +191,54 @@ impl ProfileWriter {
         self.shared().store.load_profile(site, visitor_id).await
     }
 
+    /// Applies `edit` to a visitor's current profile (queued, being written, or stored) and
+    /// queues the result, so a write-behind batch taken earlier can never undo it. Returns the
+    /// edited profile, or `None` when the visitor has no profile anywhere. Call
+    /// [`ProfileWriter::flush`] afterwards when the edit must be durable before answering.
+    ///
+    /// `edit` may run twice: when a beacon queues a newer profile while the stored one is
+    /// read, the edit is applied to that newer one instead.
+    pub async fn edit(
+        &self,
+        site: &str,
+        visitor_id: &str,
+        edit: impl Fn(&mut Profile),
+    ) -> Result<Option<Profile>, StoreError> {
+        let shared = self.shared();
+        let edit_queued = |state: &mut State| {
+            let slot = state
+                .pending
+                .get_mut(site)
+                .and_then(|visitors| visitors.get_mut(visitor_id))?;
+            edit(slot);
+            Some(slot.clone())
+        };
+        if let Some(profile) = edit_queued(&mut lock(&shared.state)) {
+            return Ok(Some(profile));
+        }
+        let current = match self.pending_profile(site, visitor_id) {
+            Some(profile) => Some(profile),
+            None => shared.store.load_profile(site, visitor_id).await?,
+        };
+        let Some(mut profile) = current else {
+            return Ok(None);
+        };
+        edit(&mut profile);
+        let mut state = lock(&shared.state);
+        if let Some(newer) = edit_queued(&mut state) {
+            return Ok(Some(newer));
+        }
+        // An agent's edit is queued even past `max_pending`: it is one record, and dropping
+        // it would silently lose what a person typed.
+        state
+            .pending
+            .entry(site.to_owned())
+            .or_default()
+            .insert(visitor_id.to_owned(), profile.clone());
+        state.pending_len += 1;
+        Ok(Some(profile))
+    }
+
     /// Writes everything queued so far and waits until it is committed; returns how many
     /// profiles this call wrote. Use it at graceful shutdown and in tests.
     ///
@@ -456,6 +504,40 @@ mod tests {
             );
             tokio::time::sleep(Duration::from_millis(2)).await;
         }
+    }
+
+    #[tokio::test]
+    async fn an_edit_applies_to_the_newest_profile_wherever_it_is() {
+        let (_dir, store) = open_temp();
+        let (writer, _task) = ProfileWriter::spawn_with(store.clone(), manual());
+        let name = |profile: &mut Profile| profile.identity.name = Some("Ada".into());
+        // Nowhere: nothing to edit.
+        assert_eq!(writer.edit("demo", "v0", name).await.unwrap(), None);
+        // Stored only: read, edited, queued.
+        store
+            .save_profiles(&[record("demo", "v1", 1, 3)])
+            .await
+            .unwrap();
+        let edited = writer.edit("demo", "v1", name).await.unwrap().unwrap();
+        assert_eq!(
+            (edited.visits, edited.identity.name.as_deref()),
+            (3, Some("Ada"))
+        );
+        assert_eq!(writer.pending(), 1);
+        // Queued: edited in place, keeping what the queued record says (a newer visit).
+        writer.queue(record("demo", "v1", 1, 4));
+        let edited = writer.edit("demo", "v1", name).await.unwrap().unwrap();
+        assert_eq!(
+            (edited.visits, edited.identity.name.as_deref()),
+            (4, Some("Ada"))
+        );
+        assert_eq!(writer.pending(), 1);
+        writer.flush().await.unwrap();
+        let stored = store.load_profile("demo", "v1").await.unwrap().unwrap();
+        assert_eq!(
+            (stored.visits, stored.identity.name.as_deref()),
+            (4, Some("Ada"))
+        );
     }
 
     #[tokio::test]
@@ -883,6 +965,82 @@ mod tests {
         }
         async fn leads(&self, site: &str) -> Result<Vec<crate::widget::Lead>, StoreError> {
             self.inner.leads(site).await
+        }
+        async fn saved_replies(
+            &self,
+            site: &str,
+        ) -> Result<Vec<crate::saved_replies::SavedReply>, StoreError> {
+            self.inner.saved_replies(site).await
+        }
+        async fn saved_reply(
+            &self,
+            site: &str,
+            id: u64,
+        ) -> Result<Option<crate::saved_replies::SavedReply>, StoreError> {
+            self.inner.saved_reply(site, id).await
+        }
+        async fn create_saved_reply(
+            &self,
+            reply: crate::saved_replies::NewSavedReply,
+        ) -> Result<crate::saved_replies::SavedReply, StoreError> {
+            self.inner.create_saved_reply(reply).await
+        }
+        async fn update_saved_reply(
+            &self,
+            reply: &crate::saved_replies::SavedReply,
+        ) -> Result<(), StoreError> {
+            self.inner.update_saved_reply(reply).await
+        }
+        async fn delete_saved_reply(&self, site: &str, id: u64) -> Result<bool, StoreError> {
+            self.inner.delete_saved_reply(site, id).await
+        }
+        async fn visitor_notes(
+            &self,
+            site: &str,
+            visitor_id: &str,
+        ) -> Result<Vec<crate::contacts::VisitorNote>, StoreError> {
+            self.inner.visitor_notes(site, visitor_id).await
+        }
+        async fn create_visitor_note(
+            &self,
+            note: crate::contacts::NewVisitorNote,
+        ) -> Result<crate::contacts::VisitorNote, StoreError> {
+            self.inner.create_visitor_note(note).await
+        }
+        async fn delete_visitor_note(
+            &self,
+            site: &str,
+            visitor_id: &str,
+            id: u64,
+        ) -> Result<bool, StoreError> {
+            self.inner.delete_visitor_note(site, visitor_id, id).await
+        }
+        async fn contact_tags(
+            &self,
+            site: &str,
+            visitor_id: &str,
+        ) -> Result<Vec<String>, StoreError> {
+            self.inner.contact_tags(site, visitor_id).await
+        }
+        async fn put_contact_tags(
+            &self,
+            site: &str,
+            visitor_id: &str,
+            tags: &[String],
+        ) -> Result<(), StoreError> {
+            self.inner.put_contact_tags(site, visitor_id, tags).await
+        }
+        async fn put_agent_status(
+            &self,
+            agent_id: u64,
+            status: crate::model::AgentStatus,
+        ) -> Result<(), StoreError> {
+            self.inner.put_agent_status(agent_id, status).await
+        }
+        async fn agent_statuses(
+            &self,
+        ) -> Result<Vec<(u64, crate::model::AgentStatus)>, StoreError> {
+            self.inner.agent_statuses().await
         }
     }
 }

@@ -17,14 +17,16 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::attachments::AttachmentMeta;
+use crate::contacts::{NewVisitorNote, VisitorNote};
 use crate::conversations::{
     Block, Conversation, ConversationWrite, Message, NewConversation, WriteOutcome,
 };
 use crate::error::StoreError;
 use crate::model::{
-    Agent, ApiTokenRecord, NewAgentRecord, NewApiTokenRecord, Profile, ProfileRecord,
+    Agent, AgentStatus, ApiTokenRecord, NewAgentRecord, NewApiTokenRecord, Profile, ProfileRecord,
     SessionRecord, Site,
 };
+use crate::saved_replies::{NewSavedReply, SavedReply};
 use crate::store::Store;
 use crate::webhooks::{Delivery, MAX_DELIVERIES_PER_SITE, NewWebhook, Webhook};
 use crate::widget::{Lead, NewLead, WidgetSettings};
@@ -84,6 +86,18 @@ const WEBHOOK_DELIVERIES: TableDefinition<(&str, u64), &[u8]> =
 const WIDGET_SETTINGS: TableDefinition<&str, &[u8]> = TableDefinition::new("widget_settings");
 /// Leads by (site key, lead id).
 const LEADS: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("leads");
+/// (site key, saved reply id) → JSON [`SavedReply`].
+const SAVED_REPLIES: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("saved_replies");
+/// (site key, shortcut) → saved reply id: shortcuts are unique per site.
+const SAVED_REPLY_SHORTCUTS: TableDefinition<(&str, &str), u64> =
+    TableDefinition::new("saved_reply_shortcuts");
+/// (site key, visitor id, note id) → JSON [`VisitorNote`].
+const VISITOR_NOTES: TableDefinition<(&str, &str, u64), &[u8]> =
+    TableDefinition::new("visitor_notes");
+/// (site key, visitor id) → JSON array of the contact's tags.
+const CONTACT_TAGS: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("contact_tags");
+/// agent id → JSON [`AgentStatus`].
+const AGENT_STATUSES: TableDefinition<u64, &[u8]> = TableDefinition::new("agent_statuses");
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 
 const META_SCHEMA_VERSION: &str = "schema_version";
@@ -93,6 +107,8 @@ const META_NEXT_CONVERSATION_ID: &str = "next_conversation_id";
 const META_NEXT_WEBHOOK_ID: &str = "next_webhook_id";
 const META_NEXT_DELIVERY_SEQ: &str = "next_delivery_seq";
 const META_NEXT_LEAD_ID: &str = "next_lead_id";
+const META_NEXT_SAVED_REPLY_ID: &str = "next_saved_reply_id";
+const META_NEXT_VISITOR_NOTE_ID: &str = "next_visitor_note_id";
 
 /// The embedded [`Store`].
 ///
@@ -186,6 +202,11 @@ impl RedbStore {
             txn.open_table(WEBHOOK_DELIVERIES).db()?;
             txn.open_table(WIDGET_SETTINGS).db()?;
             txn.open_table(LEADS).db()?;
+            txn.open_table(SAVED_REPLIES).db()?;
+            txn.open_table(SAVED_REPLY_SHORTCUTS).db()?;
+            txn.open_table(VISITOR_NOTES).db()?;
+            txn.open_table(CONTACT_TAGS).db()?;
+            txn.open_table(AGENT_STATUSES).db()?;
             let mut meta = txn.open_table(META).db()?;
             let version = meta.get(META_SCHEMA_VERSION).db()?.map(|g| g.value());
             match version {
@@ -1104,6 +1125,220 @@ impl Store for RedbStore {
             Ok(out)
         })
     }
+
+    async fn saved_replies(&self, site: &str) -> Result<Vec<SavedReply>, StoreError> {
+        self.read(|txn| {
+            let table = txn.open_table(SAVED_REPLIES).db()?;
+            let mut out = Vec::new();
+            for entry in table.range((site, 0)..=(site, u64::MAX)).db()? {
+                let (key, bytes) = entry.db()?;
+                let (_, id) = key.value();
+                out.push(decode(
+                    bytes.value(),
+                    &format_args!("saved reply {site}/{id}"),
+                )?);
+            }
+            Ok(out)
+        })
+    }
+
+    async fn saved_reply(&self, site: &str, id: u64) -> Result<Option<SavedReply>, StoreError> {
+        self.read(|txn| {
+            let table = txn.open_table(SAVED_REPLIES).db()?;
+            let guard = table.get((site, id)).db()?;
+            guard
+                .map(|g| decode(g.value(), &format_args!("saved reply {site}/{id}")))
+                .transpose()
+        })
+    }
+
+    async fn create_saved_reply(&self, reply: NewSavedReply) -> Result<SavedReply, StoreError> {
+        self.write_durable(move |txn| {
+            let mut shortcuts = txn.open_table(SAVED_REPLY_SHORTCUTS).db()?;
+            let key = (reply.site.as_str(), reply.shortcut.as_str());
+            if shortcuts.get(key).db()?.is_some() {
+                return Err(StoreError::Conflict(format!(
+                    "shortcut /{} is already used by another saved reply",
+                    reply.shortcut
+                )));
+            }
+            let id = next_id(txn, META_NEXT_SAVED_REPLY_ID)?;
+            shortcuts.insert(key, id).db()?;
+            let reply = reply.with_id(id);
+            let mut table = txn.open_table(SAVED_REPLIES).db()?;
+            table
+                .insert((reply.site.as_str(), id), encode(&reply)?.as_slice())
+                .db()?;
+            Ok(reply)
+        })
+        .await
+    }
+
+    async fn update_saved_reply(&self, reply: &SavedReply) -> Result<(), StoreError> {
+        let reply = reply.clone();
+        self.write_durable(move |txn| {
+            let site = reply.site.as_str();
+            let mut table = txn.open_table(SAVED_REPLIES).db()?;
+            let old: SavedReply = match table.get((site, reply.id)).db()? {
+                Some(g) => decode(g.value(), &format_args!("saved reply {site}/{}", reply.id))?,
+                None => return Err(StoreError::NotFound(format!("saved reply {}", reply.id))),
+            };
+            if old.shortcut != reply.shortcut {
+                let mut shortcuts = txn.open_table(SAVED_REPLY_SHORTCUTS).db()?;
+                if shortcuts
+                    .get((site, reply.shortcut.as_str()))
+                    .db()?
+                    .is_some()
+                {
+                    return Err(StoreError::Conflict(format!(
+                        "shortcut /{} is already used by another saved reply",
+                        reply.shortcut
+                    )));
+                }
+                shortcuts.remove((site, old.shortcut.as_str())).db()?;
+                shortcuts
+                    .insert((site, reply.shortcut.as_str()), reply.id)
+                    .db()?;
+            }
+            table
+                .insert((site, reply.id), encode(&reply)?.as_slice())
+                .db()?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn delete_saved_reply(&self, site: &str, id: u64) -> Result<bool, StoreError> {
+        let site = site.to_string();
+        self.write_durable(move |txn| {
+            let mut table = txn.open_table(SAVED_REPLIES).db()?;
+            let removed = table
+                .remove((site.as_str(), id))
+                .db()?
+                .map(|g| g.value().to_vec());
+            let Some(bytes) = removed else {
+                return Ok(false);
+            };
+            let reply: SavedReply = decode(&bytes, &format_args!("saved reply {site}/{id}"))?;
+            let mut shortcuts = txn.open_table(SAVED_REPLY_SHORTCUTS).db()?;
+            shortcuts
+                .remove((site.as_str(), reply.shortcut.as_str()))
+                .db()?;
+            Ok(true)
+        })
+        .await
+    }
+
+    async fn visitor_notes(
+        &self,
+        site: &str,
+        visitor_id: &str,
+    ) -> Result<Vec<VisitorNote>, StoreError> {
+        self.read(|txn| {
+            let table = txn.open_table(VISITOR_NOTES).db()?;
+            let mut out = Vec::new();
+            for entry in table
+                .range((site, visitor_id, 0u64)..=(site, visitor_id, u64::MAX))
+                .db()?
+            {
+                let (key, bytes) = entry.db()?;
+                let (_, _, id) = key.value();
+                out.push(decode(
+                    bytes.value(),
+                    &format_args!("note {site}/{visitor_id}/{id}"),
+                )?);
+            }
+            Ok(out)
+        })
+    }
+
+    async fn create_visitor_note(&self, note: NewVisitorNote) -> Result<VisitorNote, StoreError> {
+        self.write_durable(move |txn| {
+            let id = next_id(txn, META_NEXT_VISITOR_NOTE_ID)?;
+            let note = note.with_id(id);
+            let mut table = txn.open_table(VISITOR_NOTES).db()?;
+            table
+                .insert(
+                    (note.site.as_str(), note.visitor_id.as_str(), id),
+                    encode(&note)?.as_slice(),
+                )
+                .db()?;
+            Ok(note)
+        })
+        .await
+    }
+
+    async fn delete_visitor_note(
+        &self,
+        site: &str,
+        visitor_id: &str,
+        id: u64,
+    ) -> Result<bool, StoreError> {
+        let (site, visitor_id) = (site.to_string(), visitor_id.to_string());
+        self.write_durable(move |txn| {
+            let mut table = txn.open_table(VISITOR_NOTES).db()?;
+            let removed = table
+                .remove((site.as_str(), visitor_id.as_str(), id))
+                .db()?
+                .is_some();
+            Ok(removed)
+        })
+        .await
+    }
+
+    async fn contact_tags(&self, site: &str, visitor_id: &str) -> Result<Vec<String>, StoreError> {
+        self.read(|txn| {
+            let table = txn.open_table(CONTACT_TAGS).db()?;
+            let guard = table.get((site, visitor_id)).db()?;
+            Ok(guard
+                .map(|g| decode(g.value(), &format_args!("tags {site}/{visitor_id}")))
+                .transpose()?
+                .unwrap_or_default())
+        })
+    }
+
+    async fn put_contact_tags(
+        &self,
+        site: &str,
+        visitor_id: &str,
+        tags: &[String],
+    ) -> Result<(), StoreError> {
+        let (site, visitor_id, bytes) = (site.to_string(), visitor_id.to_string(), encode(&tags)?);
+        self.write_durable(move |txn| {
+            let mut table = txn.open_table(CONTACT_TAGS).db()?;
+            table
+                .insert((site.as_str(), visitor_id.as_str()), bytes.as_slice())
+                .db()?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn put_agent_status(&self, agent_id: u64, status: AgentStatus) -> Result<(), StoreError> {
+        let bytes = encode(&status)?;
+        self.write_durable(move |txn| {
+            let mut table = txn.open_table(AGENT_STATUSES).db()?;
+            table.insert(agent_id, bytes.as_slice()).db()?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn agent_statuses(&self) -> Result<Vec<(u64, AgentStatus)>, StoreError> {
+        self.read(|txn| {
+            let table = txn.open_table(AGENT_STATUSES).db()?;
+            let mut out = Vec::new();
+            for entry in table.iter().db()? {
+                let (id, bytes) = entry.db()?;
+                let id = id.value();
+                out.push((
+                    id,
+                    decode(bytes.value(), &format_args!("agent status {id}"))?,
+                ));
+            }
+            Ok(out)
+        })
+    }
 }
 
 #[cfg(test)]
@@ -1853,6 +2088,114 @@ mod tests {
         assert!(store.delete_webhook("s", hook.id).await.unwrap());
         assert!(store.webhooks("s").await.unwrap().is_empty());
         assert_eq!(store.webhooks("s2").await.unwrap(), vec![other]);
+    }
+
+    #[tokio::test]
+    async fn saved_replies_keep_shortcuts_unique_per_site() {
+        let (_dir, store) = open_temp();
+        let new = |site: &str, shortcut: &str| NewSavedReply {
+            site: site.into(),
+            shortcut: shortcut.into(),
+            text: format!("text of {shortcut}"),
+            updated_by: 1,
+            created_ms: 5,
+        };
+        let price = store.create_saved_reply(new("a", "price")).await.unwrap();
+        let hello = store.create_saved_reply(new("a", "hello")).await.unwrap();
+        // The same shortcut on another site is fine; on the same site it is a conflict.
+        store.create_saved_reply(new("b", "price")).await.unwrap();
+        let err = store
+            .create_saved_reply(new("a", "price"))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, StoreError::Conflict(_)), "{err:?}");
+        assert_eq!(
+            store.saved_replies("a").await.unwrap(),
+            vec![price.clone(), hello.clone()]
+        );
+
+        // Renaming frees the old shortcut and takes the new one.
+        let mut renamed = price.clone();
+        renamed.shortcut = "pricing".into();
+        store.update_saved_reply(&renamed).await.unwrap();
+        store.create_saved_reply(new("a", "price")).await.unwrap();
+        let mut clash = hello.clone();
+        clash.shortcut = "pricing".into();
+        let err = store.update_saved_reply(&clash).await.unwrap_err();
+        assert!(matches!(err, StoreError::Conflict(_)), "{err:?}");
+        let mut missing = hello.clone();
+        missing.id = 999;
+        let err = store.update_saved_reply(&missing).await.unwrap_err();
+        assert!(matches!(err, StoreError::NotFound(_)), "{err:?}");
+        assert_eq!(
+            store.saved_reply("a", renamed.id).await.unwrap(),
+            Some(renamed.clone())
+        );
+
+        assert!(store.delete_saved_reply("a", renamed.id).await.unwrap());
+        assert!(!store.delete_saved_reply("a", renamed.id).await.unwrap());
+        assert!(!store.delete_saved_reply("b", hello.id).await.unwrap());
+        store.create_saved_reply(new("a", "pricing")).await.unwrap();
+        assert_eq!(store.saved_replies("a").await.unwrap().len(), 3);
+    }
+
+    #[tokio::test]
+    async fn notes_tags_and_agent_statuses_round_trip() {
+        let (_dir, store) = open_temp();
+        let note = |visitor: &str, text: &str| NewVisitorNote {
+            site: "demo".into(),
+            visitor_id: visitor.into(),
+            author_id: 1,
+            author_name: "Ann".into(),
+            text: text.into(),
+            created_ms: 9,
+        };
+        let first = store.create_visitor_note(note("v1", "one")).await.unwrap();
+        store
+            .create_visitor_note(note("v10", "other"))
+            .await
+            .unwrap();
+        let second = store.create_visitor_note(note("v1", "two")).await.unwrap();
+        assert_eq!(
+            store.visitor_notes("demo", "v1").await.unwrap(),
+            vec![first.clone(), second.clone()]
+        );
+        assert!(
+            store
+                .delete_visitor_note("demo", "v1", first.id)
+                .await
+                .unwrap()
+        );
+        assert!(
+            !store
+                .delete_visitor_note("demo", "v1", first.id)
+                .await
+                .unwrap()
+        );
+        assert_eq!(
+            store.visitor_notes("demo", "v1").await.unwrap(),
+            vec![second]
+        );
+
+        assert!(store.contact_tags("demo", "v1").await.unwrap().is_empty());
+        let tags = vec!["vip".to_string(), "b2b".to_string()];
+        store.put_contact_tags("demo", "v1", &tags).await.unwrap();
+        assert_eq!(store.contact_tags("demo", "v1").await.unwrap(), tags);
+        assert!(store.contact_tags("demo", "v10").await.unwrap().is_empty());
+
+        store.put_agent_status(3, AgentStatus::Away).await.unwrap();
+        store
+            .put_agent_status(1, AgentStatus::Offline)
+            .await
+            .unwrap();
+        store
+            .put_agent_status(3, AgentStatus::Online)
+            .await
+            .unwrap();
+        assert_eq!(
+            store.agent_statuses().await.unwrap(),
+            vec![(1, AgentStatus::Offline), (3, AgentStatus::Online)]
+        );
     }
 
     #[tokio::test]

@@ -14,15 +14,17 @@
 use async_trait::async_trait;
 
 use crate::attachments::AttachmentMeta;
+use crate::contacts::{NewVisitorNote, VisitorNote};
 use crate::conversations::{
     AppendOutcome, Block, Conversation, ConversationWrite, Message, NewConversation, NewMessage,
     WriteOutcome,
 };
 use crate::error::StoreError;
 use crate::model::{
-    Agent, ApiTokenRecord, NewAgentRecord, NewApiTokenRecord, Profile, ProfileRecord,
+    Agent, AgentStatus, ApiTokenRecord, NewAgentRecord, NewApiTokenRecord, Profile, ProfileRecord,
     SessionRecord, Site,
 };
+use crate::saved_replies::{NewSavedReply, SavedReply};
 use crate::webhooks::{Delivery, NewWebhook, Webhook};
 use crate::widget::{Lead, NewLead, WidgetSettings};
 
@@ -264,4 +266,61 @@ pub trait Store: Send + Sync + std::fmt::Debug {
 
     /// Every lead of a site, in id (creation) order.
     async fn leads(&self, site: &str) -> Result<Vec<Lead>, StoreError>;
+
+    // Saved replies.
+
+    /// Every saved reply of a site, in id order.
+    async fn saved_replies(&self, site: &str) -> Result<Vec<SavedReply>, StoreError>;
+
+    async fn saved_reply(&self, site: &str, id: u64) -> Result<Option<SavedReply>, StoreError>;
+
+    /// Stores a new saved reply under a fresh id. A shortcut the site already uses is a
+    /// [`StoreError::Conflict`].
+    async fn create_saved_reply(&self, reply: NewSavedReply) -> Result<SavedReply, StoreError>;
+
+    /// Replaces a saved reply. A missing one is [`StoreError::NotFound`]; a shortcut another
+    /// reply of the site uses is [`StoreError::Conflict`].
+    async fn update_saved_reply(&self, reply: &SavedReply) -> Result<(), StoreError>;
+
+    /// Deletes a saved reply; returns whether it existed.
+    async fn delete_saved_reply(&self, site: &str, id: u64) -> Result<bool, StoreError>;
+
+    // Contacts: agents' notes and tags on a visitor.
+
+    /// A visitor's notes, oldest first.
+    async fn visitor_notes(
+        &self,
+        site: &str,
+        visitor_id: &str,
+    ) -> Result<Vec<VisitorNote>, StoreError>;
+
+    /// Stores a new note under a fresh id.
+    async fn create_visitor_note(&self, note: NewVisitorNote) -> Result<VisitorNote, StoreError>;
+
+    /// Deletes a note; returns whether it existed.
+    async fn delete_visitor_note(
+        &self,
+        site: &str,
+        visitor_id: &str,
+        id: u64,
+    ) -> Result<bool, StoreError>;
+
+    /// A visitor's contact tags (empty when none were ever set).
+    async fn contact_tags(&self, site: &str, visitor_id: &str) -> Result<Vec<String>, StoreError>;
+
+    /// Replaces a visitor's contact tags.
+    async fn put_contact_tags(
+        &self,
+        site: &str,
+        visitor_id: &str,
+        tags: &[String],
+    ) -> Result<(), StoreError>;
+
+    // Agents' chosen status.
+
+    /// Stores an agent's status, so it survives reconnects and restarts.
+    async fn put_agent_status(&self, agent_id: u64, status: AgentStatus) -> Result<(), StoreError>;
+
+    /// Every stored agent status; agents without one are online.
+    async fn agent_statuses(&self) -> Result<Vec<(u64, AgentStatus)>, StoreError>;
 }

@@ -8,7 +8,7 @@
 
 use std::str::FromStr;
 
-use chrono::{DateTime, Datelike, Timelike};
+use chrono::{DateTime, Datelike, NaiveDateTime, NaiveTime, TimeZone, Timelike};
 use chrono_tz::Tz;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -384,6 +384,51 @@ fn within_business_hours(hours: &BusinessHours, now_ms: i64) -> bool {
     })
 }
 
+/// The first moment after `now_ms` at which "within business hours" changes, looking up to
+/// eight days ahead; `None` when business hours are off or never change. The availability
+/// task sleeps until then, so a widget hears that the site opened or closed when it happens.
+pub fn next_hours_change(hours: &BusinessHours, now_ms: i64) -> Option<i64> {
+    if !hours.enabled || hours.days.is_empty() {
+        return None;
+    }
+    let tz = Tz::from_str(&hours.time_zone).unwrap_or(Tz::UTC);
+    let today = DateTime::from_timestamp_millis(now_ms)?
+        .with_timezone(&tz)
+        .date_naive();
+    let current = within_business_hours(hours, now_ms);
+    let mut candidates = Vec::new();
+    for offset in 0..=8 {
+        let date = today + chrono::Days::new(offset);
+        let day = Day::of(date.weekday());
+        for interval in hours.days.iter().filter(|interval| interval.day == day) {
+            let edges = [parse_hhmm(&interval.open), parse_hhmm(&interval.close)];
+            for minutes in edges.into_iter().flatten() {
+                let local =
+                    date.and_time(NaiveTime::MIN) + chrono::Duration::minutes(i64::from(minutes));
+                if let Some(instant) = local_instant(&tz, local).filter(|&t| t > now_ms) {
+                    candidates.push(instant);
+                }
+            }
+        }
+    }
+    candidates.sort_unstable();
+    candidates.dedup();
+    // Overlapping intervals make some edges no change at all.
+    candidates
+        .into_iter()
+        .find(|&instant| within_business_hours(hours, instant) != current)
+}
+
+/// The instant of a local time in `tz`: the earlier of two when clocks go back, and the first
+/// minute that exists when clocks go forward over it.
+fn local_instant(tz: &Tz, local: NaiveDateTime) -> Option<i64> {
+    (0..=180).find_map(|step| {
+        tz.from_local_datetime(&(local + chrono::Duration::minutes(step)))
+            .earliest()
+            .map(|instant| instant.timestamp_millis())
+    })
+}
+
 /// A submission of the offline form.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Lead {
@@ -748,5 +793,72 @@ mod tests {
                 .starts_with("name")
         );
         assert!(NewLead::new(lead("Ann", "a@b", &"m".repeat(5001))).is_err());
+    }
+
+    #[test]
+    fn the_next_change_of_business_hours_is_exact_across_zones_and_dst() {
+        // Warsaw, weekdays 09:00-17:00 and Saturday 10:00-14:00; 2024-03-29 is a Friday, and
+        // clocks go forward on Sunday 2024-03-31 (CET, UTC+1, to CEST, UTC+2).
+        let warsaw = hours(
+            "Europe/Warsaw",
+            &[
+                (Day::Mon, "09:00", "17:00"),
+                (Day::Tue, "09:00", "17:00"),
+                (Day::Wed, "09:00", "17:00"),
+                (Day::Thu, "09:00", "17:00"),
+                (Day::Fri, "09:00", "17:00"),
+                (Day::Sat, "10:00", "14:00"),
+            ],
+        )
+        .business_hours;
+        let cases = [
+            // Friday 07:59 UTC (08:59 local): opens at 09:00 local.
+            (utc(2024, 3, 29, 7, 59), Some(utc(2024, 3, 29, 8, 0))),
+            // Friday noon: closes at 17:00 local.
+            (utc(2024, 3, 29, 11, 0), Some(utc(2024, 3, 29, 16, 0))),
+            // Exactly at closing: the next change is Saturday's opening.
+            (utc(2024, 3, 29, 16, 0), Some(utc(2024, 3, 30, 9, 0))),
+            // Saturday after closing: Monday 09:00 CEST, across the DST change.
+            (utc(2024, 3, 30, 14, 0), Some(utc(2024, 4, 1, 7, 0))),
+        ];
+        for (now, expected) in cases {
+            assert_eq!(next_hours_change(&warsaw, now), expected, "now {now}");
+            if let Some(change) = expected {
+                let before = availability_at(&warsaw, change - 60_000);
+                assert_ne!(before, availability_at(&warsaw, change), "a real change");
+            }
+        }
+
+        // Overlapping intervals: 09-12 and 11-15 are one opening, closing at 15:00.
+        let overlap = hours(
+            "UTC",
+            &[(Day::Fri, "09:00", "12:00"), (Day::Fri, "11:00", "15:00")],
+        )
+        .business_hours;
+        assert_eq!(
+            next_hours_change(&overlap, utc(2024, 3, 29, 10, 0)),
+            Some(utc(2024, 3, 29, 15, 0))
+        );
+        // Open until midnight, and from midnight: 24:00 closes nothing.
+        let around_midnight = hours(
+            "UTC",
+            &[(Day::Fri, "20:00", "24:00"), (Day::Sat, "00:00", "02:00")],
+        )
+        .business_hours;
+        assert_eq!(
+            next_hours_change(&around_midnight, utc(2024, 3, 29, 21, 0)),
+            Some(utc(2024, 3, 30, 2, 0))
+        );
+        // Hours off, or no intervals: nothing ever changes.
+        let mut off = warsaw.clone();
+        off.enabled = false;
+        assert_eq!(next_hours_change(&off, utc(2024, 3, 29, 7, 0)), None);
+        let mut closed = warsaw;
+        closed.days.clear();
+        assert_eq!(next_hours_change(&closed, utc(2024, 3, 29, 7, 0)), None);
+    }
+
+    fn availability_at(hours: &BusinessHours, now: i64) -> bool {
+        within_business_hours(hours, now)
     }
 }

@@ -363,3 +363,258 @@ async fn business_hours_agents_and_leads() {
 
     app.shutdown().await;
 }
+
+type Socket =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// A live visitor's widget channel, after its `ready` frame.
+async fn widget_socket(app: &TestApp, visitor: &str) -> (Socket, Value) {
+    use futures_util::SinkExt;
+    let (status, _) = app
+        .beacon(&page_view(
+            visitor,
+            &format!("visit-{visitor}"),
+            "https://shop.example/",
+        ))
+        .await;
+    assert_eq!(status, 200);
+    let response = app
+        .http
+        .post(app.url("/v1/chat/credential"))
+        .header("content-type", "text/plain")
+        .body(json!({ "site": TEST_SITE, "vid": visitor }).to_string())
+        .send()
+        .await
+        .unwrap();
+    let credential: Value = response.json().await.unwrap();
+    let (mut socket, _) =
+        tokio_tungstenite::connect_async(app.ws_url(&format!("/v1/chat/socket?site={TEST_SITE}")))
+            .await
+            .unwrap();
+    let hello = json!({ "type": "hello", "site": TEST_SITE, "vid": visitor, "credential": credential["credential"] });
+    socket
+        .send(tokio_tungstenite::tungstenite::Message::Text(
+            hello.to_string().into(),
+        ))
+        .await
+        .unwrap();
+    let ready = next_frame(&mut socket).await;
+    assert_eq!(ready["type"], "ready", "{ready}");
+    (socket, ready)
+}
+
+async fn next_frame(socket: &mut Socket) -> Value {
+    use futures_util::StreamExt;
+    loop {
+        let message = tokio::time::timeout(Duration::from_secs(3), socket.next())
+            .await
+            .expect("a frame within 3 s")
+            .expect("socket open")
+            .expect("valid frame");
+        if let tokio_tungstenite::tungstenite::Message::Text(text) = message {
+            return serde_json::from_str(&text).unwrap();
+        }
+    }
+}
+
+/// Waits for a `settings` frame whose availability mode is `mode` (earlier ones, such as the
+/// repeat a new socket gets, are skipped); returns its settings.
+async fn pushed_mode(socket: &mut Socket, mode: &str) -> Value {
+    loop {
+        let frame = next_frame(socket).await;
+        if frame["type"] == "settings" && frame["settings"]["availability"]["mode"] == mode {
+            return frame["settings"].clone();
+        }
+    }
+}
+
+async fn inbox_socket(app: &TestApp, cookie: &str) -> Socket {
+    let mut request = app.ws_url("/api/inbox/live").into_client_request().unwrap();
+    request
+        .headers_mut()
+        .insert("cookie", cookie.parse().unwrap());
+    tokio_tungstenite::connect_async(request)
+        .await
+        .expect("inbox socket")
+        .0
+}
+
+#[tokio::test]
+async fn open_widgets_hear_availability_changes_at_once() {
+    // Monday 13 April 2026, 08:59 UTC; the site opens at 09:00 UTC.
+    let clock = Arc::new(ManualClock::new(utc(2026, 4, 13, 8, 59)));
+    let mut app = TestApp::start_with_clock(|_| {}, clock.clone()).await;
+    let owner = app.owner_cookie().await;
+    let (status, body) = call(
+        &app,
+        Method::PUT,
+        &format!("/api/sites/{TEST_SITE}/widget"),
+        &owner,
+        Some(
+            json!({ "business_hours": { "enabled": true, "time_zone": "UTC",
+            "days": [{ "day": "mon", "open": "09:00", "close": "17:00" }] } }),
+        ),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let (mut widget, ready) = widget_socket(&app, "visitor-avail-0001").await;
+    assert_eq!(ready["settings"]["availability"]["mode"], "after_hours");
+
+    // The business-hours boundary passes: offline (nobody is online yet).
+    clock.set(utc(2026, 4, 13, 9, 0));
+    pushed_mode(&mut widget, "offline").await;
+    // An agent opens the console: online.
+    let inbox = inbox_socket(&app, &owner).await;
+    pushed_mode(&mut widget, "online").await;
+    // Away does not count as online; back online does.
+    for (status, mode) in [
+        ("away", "offline"),
+        ("online", "online"),
+        ("offline", "offline"),
+    ] {
+        let (code, body) = call(
+            &app,
+            Method::PUT,
+            "/api/me/status",
+            &owner,
+            Some(json!({ "status": status })),
+        )
+        .await;
+        assert_eq!(code, 200, "{body}");
+        pushed_mode(&mut widget, mode).await;
+    }
+    let (code, _) = call(
+        &app,
+        Method::PUT,
+        "/api/me/status",
+        &owner,
+        Some(json!({ "status": "online" })),
+    )
+    .await;
+    assert_eq!(code, 200);
+    pushed_mode(&mut widget, "online").await;
+    // Edited settings reach the open widget at once.
+    let (code, _) = call(
+        &app,
+        Method::PUT,
+        &format!("/api/sites/{TEST_SITE}/widget"),
+        &owner,
+        Some(json!({ "welcome": "Fresh welcome" })),
+    )
+    .await;
+    assert_eq!(code, 200);
+    loop {
+        let frame = next_frame(&mut widget).await;
+        if frame["type"] == "settings" && frame["settings"]["welcome"] == "Fresh welcome" {
+            break;
+        }
+    }
+    // The agent closes the console: offline again.
+    drop(inbox);
+    pushed_mode(&mut widget, "offline").await;
+
+    // The chosen status survives a restart.
+    let (code, _) = call(
+        &app,
+        Method::PUT,
+        "/api/me/status",
+        &owner,
+        Some(json!({ "status": "away" })),
+    )
+    .await;
+    assert_eq!(code, 200);
+    drop(widget);
+    app.restart().await;
+    let owner = app.owner_cookie().await;
+    let (_, me) = app.get_json("/api/me", Some(&owner)).await;
+    assert_eq!(me["status"], "away");
+    let _inbox = inbox_socket(&app, &owner).await;
+    let (_widget, ready) = widget_socket(&app, "visitor-avail-0002").await;
+    assert_eq!(
+        ready["settings"]["availability"]["mode"], "offline",
+        "an away agent with the console open is not online"
+    );
+    app.shutdown().await;
+}
+
+#[tokio::test]
+async fn leads_are_rate_limited_per_address_and_per_site() {
+    let clock = Arc::new(ManualClock::new(utc(2026, 4, 13, 12, 0)));
+    let app = TestApp::start_with_clock(
+        |settings| settings.trusted_proxies = vec!["127.0.0.1/32".parse().unwrap()],
+        clock.clone(),
+    )
+    .await;
+    let lead_from = |address: String| {
+        let app = &app;
+        async move {
+            let response = app
+                .http
+                .post(app.url("/v1/chat/leads"))
+                .header("content-type", "text/plain")
+                .header("origin", TEST_ORIGIN)
+                .header("x-forwarded-for", address)
+                .body(
+                    json!({ "site": TEST_SITE, "name": "Lena", "email": "lena@example.com", "message": "Call me" })
+                        .to_string(),
+                )
+                .send()
+                .await
+                .unwrap();
+            let status = response.status().as_u16();
+            let retry_after = response
+                .headers()
+                .get("retry-after")
+                .map(|value| value.to_str().unwrap().to_owned());
+            let cors = response
+                .headers()
+                .get("access-control-allow-origin")
+                .is_some();
+            let body: Value = response.json().await.unwrap_or(Value::Null);
+            (status, retry_after, cors, body)
+        }
+    };
+
+    // Five at once from one address, then a clear 429 the widget can read (CORS included).
+    for _ in 0..5 {
+        assert_eq!(lead_from("81.2.69.1".into()).await.0, 201);
+    }
+    let (status, retry_after, cors, body) = lead_from("81.2.69.1".into()).await;
+    assert_eq!(status, 429, "{body}");
+    assert_eq!(retry_after.as_deref(), Some("120"));
+    assert!(cors, "the refusal carries CORS headers");
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap()
+            .contains("too many messages from your address"),
+        "{body}"
+    );
+    // Another address is not affected; two minutes later the first may send one more.
+    assert_eq!(lead_from("81.2.69.2".into()).await.0, 201);
+    clock.advance_ms(120_000);
+    assert_eq!(lead_from("81.2.69.1".into()).await.0, 201);
+    assert_eq!(lead_from("81.2.69.1".into()).await.0, 429);
+
+    // Per site: 60 at once however many addresses send them, then one a minute: 6 were taken
+    // before the two minutes passed, which gave 2 back, and one after, so 55 are left.
+    for index in 0..55 {
+        let (status, _, _, body) = lead_from(format!("10.1.0.{index}")).await;
+        assert_eq!(status, 201, "lead {index}: {body}");
+    }
+    let (status, _, _, body) = lead_from("10.2.0.1".into()).await;
+    assert_eq!(status, 429, "{body}");
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap()
+            .contains("this site is receiving too many"),
+        "{body}"
+    );
+    let owner = app.owner_cookie().await;
+    let (_, leads) = app
+        .get_json(&format!("/api/sites/{TEST_SITE}/leads"), Some(&owner))
+        .await;
+    assert_eq!(leads["leads"].as_array().unwrap().len(), 62);
+    app.shutdown().await;
+}

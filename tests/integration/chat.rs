@@ -5,8 +5,9 @@ use std::time::Duration;
 
 use engage::Content;
 use futures_util::{SinkExt, StreamExt};
+use reqwest::Method;
 use serde_json::{Value, json};
-use testkit::app::{OWNER_EMAIL, TEST_SITE, TestApp, page_view};
+use testkit::app::{OWNER_EMAIL, TEST_ORIGIN, TEST_SITE, TestApp, call, page_view};
 use tokio_tungstenite::tungstenite::Message;
 
 type Socket =
@@ -203,10 +204,244 @@ async fn a_visitor_chats_and_resumes_without_loss_or_duplicates() {
         frame["message"].as_str().unwrap().contains("cannot chat"),
         "{frame}"
     );
-    let (mut socket, _) = connect(&app, "visitor-chat-0001", &token, json!({})).await;
-    send(&mut socket, json!({ "type": "send", "client_id": "c-2", "conversation_id": conversation_id, "text": "hello?" })).await;
-    let refused = next_of(&mut socket, "error").await;
-    assert_eq!(refused["client_id"], "c-2");
+    assert_eq!(close_code(&mut socket).await, 4403);
+    // Coming back is refused at hello, before any conversation is sent.
+    let (mut socket, refused) = connect(&app, "visitor-chat-0001", &token, json!({})).await;
+    assert_eq!(refused["type"], "error", "{refused}");
+    assert_eq!(close_code(&mut socket).await, 4403);
+    // The service refuses a message even from a socket that got past the door.
+    let outcome = state
+        .conversations
+        .post_visitor_message(
+            conversation_id,
+            engage::VisitorRef::new(TEST_SITE, "visitor-chat-0001"),
+            Content::text("hello?"),
+            Some("c-2"),
+        )
+        .await;
+    assert!(
+        matches!(outcome, Err(engage::ConversationError::Blocked)),
+        "{outcome:?}"
+    );
+    app.shutdown().await;
+}
+
+/// The close code the server ends the socket with (after any frames still queued).
+async fn close_code(socket: &mut Socket) -> u16 {
+    loop {
+        let message = tokio::time::timeout(Duration::from_secs(5), socket.next())
+            .await
+            .expect("the server closes within 5 s");
+        match message {
+            Some(Ok(Message::Close(Some(frame)))) => return frame.code.into(),
+            Some(Ok(Message::Close(None))) | None | Some(Err(_)) => {
+                panic!("closed without a code")
+            }
+            Some(Ok(_)) => {}
+        }
+    }
+}
+
+/// Posts a visitor attachment with the credential headers, from the site's origin.
+async fn upload(app: &TestApp, visitor: &str, token: &str, conversation: u64) -> (u16, Value) {
+    let response = app
+        .http
+        .post(app.url(&format!(
+            "/v1/chat/attachments?conversation_id={conversation}"
+        )))
+        .header("origin", TEST_ORIGIN)
+        .header("content-type", "text/plain")
+        .header("x-filename", "note.txt")
+        .header("x-porchlight-site", TEST_SITE)
+        .header("x-porchlight-visitor", visitor)
+        .header("x-porchlight-credential", token)
+        .body("hello")
+        .send()
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    assert_eq!(
+        response
+            .headers()
+            .get("access-control-allow-origin")
+            .and_then(|value| value.to_str().ok()),
+        Some(TEST_ORIGIN),
+        "attachment answers carry CORS for the site's origin, errors too"
+    );
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+#[tokio::test]
+async fn blocking_through_the_api_stops_a_visitor_from_chatting() {
+    let app = TestApp::start().await;
+    let owner = app.owner_cookie().await;
+    let visitor = "visitor-abuse-0001";
+    assert_eq!(
+        app.beacon(&page_view(
+            visitor,
+            "visit-abuse-0001",
+            "https://shop.example/"
+        ))
+        .await
+        .0,
+        200
+    );
+    let (_, body) = credential(&app, visitor).await;
+    let token = body["credential"].as_str().unwrap().to_owned();
+    let (mut socket, ready) = connect(&app, visitor, &token, json!({})).await;
+    assert_eq!(ready["type"], "ready");
+    send(
+        &mut socket,
+        json!({ "type": "send", "client_id": "a-1", "text": "You will regret this" }),
+    )
+    .await;
+    let ack = next_of(&mut socket, "ack").await;
+    let conversation = ack["conversation_id"].as_u64().unwrap();
+    let (status, _) = upload(&app, visitor, &token, conversation).await;
+    assert_eq!(status, 201, "attachments work before the block");
+
+    // The agent blocks the visitor and their address through the API.
+    let block_path = format!("/api/sites/{TEST_SITE}/visitors/{visitor}/block");
+    let (status, body) = call(
+        &app,
+        Method::POST,
+        &block_path,
+        Some(&owner),
+        Some(json!({ "ip": true, "reason": "threats" })),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+
+    // The open widget is told and closed with the code that stops its reconnecting.
+    let frame = next_of(&mut socket, "error").await;
+    assert!(frame["message"].as_str().unwrap().contains("cannot chat"));
+    assert_eq!(close_code(&mut socket).await, 4403);
+    // A reconnect is refused at hello.
+    let (mut socket, refused) = connect(&app, visitor, &token, json!({})).await;
+    assert_eq!(refused["type"], "error", "{refused}");
+    assert_eq!(close_code(&mut socket).await, 4403);
+    // No attachments, no offline-form leads, no conversation started by an agent either.
+    let (status, body) = upload(&app, visitor, &token, conversation).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (403, Some("this visitor is blocked"))
+    );
+    let response = app
+        .http
+        .post(app.url("/v1/chat/leads"))
+        .header("content-type", "text/plain")
+        .body(
+            json!({ "site": TEST_SITE, "vid": visitor, "name": "X", "email": "x@example.com", "message": "let me in" })
+                .to_string(),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 403);
+    let (status, _) = call(
+        &app,
+        Method::POST,
+        &format!("/api/sites/{TEST_SITE}/visitors/{visitor}/conversations"),
+        Some(&owner),
+        Some(json!({ "text": "hello?" })),
+    )
+    .await;
+    assert_eq!(status, 403);
+
+    // A new visitor id from the same address is refused too (the address was blocked).
+    let other = "visitor-abuse-0002";
+    assert_eq!(
+        app.beacon(&page_view(
+            other,
+            "visit-abuse-0002",
+            "https://shop.example/"
+        ))
+        .await
+        .0,
+        200
+    );
+    let (_, body) = credential(&app, other).await;
+    let other_token = body["credential"].as_str().unwrap().to_owned();
+    let (mut socket, refused) = connect(&app, other, &other_token, json!({})).await;
+    assert_eq!(refused["type"], "error", "{refused}");
+    assert_eq!(close_code(&mut socket).await, 4403);
+
+    // Unblocking lets the visitor back into their conversation.
+    let (status, _) = call(&app, Method::DELETE, &block_path, Some(&owner), None).await;
+    assert_eq!(status, 204);
+    let (mut socket, ready) = connect(&app, visitor, &token, json!({})).await;
+    assert_eq!(ready["type"], "ready", "{ready}");
+    send(
+        &mut socket,
+        json!({ "type": "send", "client_id": "a-2", "conversation_id": conversation, "text": "Sorry about that" }),
+    )
+    .await;
+    let ack = next_of(&mut socket, "ack").await;
+    assert_eq!(ack["client_id"], "a-2");
+    app.shutdown().await;
+}
+
+#[tokio::test]
+async fn visitor_attachment_requests_pass_the_cors_preflight() {
+    let app = TestApp::start().await;
+    for (method, path) in [
+        ("POST", "/v1/chat/attachments?conversation_id=1"),
+        ("GET", "/v1/chat/attachments/1/AAAAAAAAAAAAAAAAAAAAAA"),
+    ] {
+        let response = app
+            .http
+            .request(reqwest::Method::OPTIONS, app.url(path))
+            .header("origin", TEST_ORIGIN)
+            .header("access-control-request-method", method)
+            .header(
+                "access-control-request-headers",
+                "content-type,x-filename,x-porchlight-site,x-porchlight-visitor,x-porchlight-credential",
+            )
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 204, "{method} {path}");
+        let header = |name: &str| {
+            response
+                .headers()
+                .get(name)
+                .and_then(|value| value.to_str().ok())
+                .unwrap_or("")
+                .to_owned()
+        };
+        assert_eq!(header("access-control-allow-origin"), TEST_ORIGIN);
+        assert!(header("access-control-allow-methods").contains(method));
+        for needed in [
+            "content-type",
+            "x-filename",
+            "x-porchlight-site",
+            "x-porchlight-visitor",
+            "x-porchlight-credential",
+        ] {
+            assert!(
+                header("access-control-allow-headers").contains(needed),
+                "{path}: {needed} not allowed"
+            );
+        }
+    }
+    // The request itself from an origin the site does not allow is refused.
+    let response = app
+        .http
+        .get(app.url("/v1/chat/attachments/1/AAAAAAAAAAAAAAAAAAAAAA"))
+        .header("origin", "https://evil.example")
+        .header("x-porchlight-site", TEST_SITE)
+        .header("x-porchlight-visitor", "visitor-x")
+        .header("x-porchlight-credential", "guess")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 403);
+    assert!(
+        response
+            .headers()
+            .get("access-control-allow-origin")
+            .is_none()
+    );
     app.shutdown().await;
 }
 

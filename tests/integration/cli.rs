@@ -27,6 +27,7 @@ fn help_documents_every_setting() {
         "--cookie-secure",
         "--demo",
         "--simulate",
+        "--webhook-ca",
     ] {
         assert!(help.contains(flag), "--help lacks {flag}:\n{help}");
     }
@@ -62,6 +63,20 @@ fn bad_values_stop_start_up_and_name_the_setting() {
     check_rejected(
         &["porchlight", "--retention", "1m", "--active-window", "5m"],
         "retention",
+    );
+    check_rejected(
+        &["porchlight", "--webhook-ca", "/nonexistent/roots.pem"],
+        "webhook_ca",
+    );
+    let not_pem = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(not_pem.path(), "not a certificate").unwrap();
+    check_rejected(
+        &[
+            "porchlight",
+            "--webhook-ca",
+            not_pem.path().to_str().unwrap(),
+        ],
+        "webhook_ca",
     );
     assert!(Cli::try_parse_from(["porchlight", "--simulate", "many"]).is_err());
     assert!(Cli::try_parse_from(["porchlight", "--log-format", "xml"]).is_err());

@@ -939,3 +939,98 @@ async fn every_endpoint_needs_a_session_or_token() {
     assert_eq!(response.status(), 200);
     app.shutdown().await;
 }
+
+#[tokio::test]
+async fn resolving_needs_the_assignment_or_full_access_with_api_tokens_too() {
+    let app = TestApp::start().await;
+    let owner = app.owner_cookie().await;
+    let (_, ben) = agent(&app, &owner, "ben@example.com", &[TEST_SITE]).await;
+    // An admin with no site list: full access all the same.
+    let (status, body) = post(
+        &app,
+        "/api/agents",
+        &owner,
+        json!({ "email": "ada@example.com", "name": "Ada", "role": "admin", "password": PASSWORD, "sites": [] }),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    let ada = app.login("ada@example.com", PASSWORD).await;
+    let (status, token) = post(&app, "/api/tokens", &ben, json!({ "name": "script" })).await;
+    assert_eq!(status, 201, "{token}");
+    let bens_token = token["token"].as_str().unwrap().to_owned();
+    let resolve_with_token = |id: u64| {
+        app.http
+            .post(app.url(&format!("/api/conversations/{id}/resolve")))
+            .bearer_auth(&bens_token)
+            .json(&json!({}))
+            .send()
+    };
+
+    // The owner's conversation: Ben's script may not resolve it.
+    visit(&app, "visitor-perm-0003").await;
+    let owners = start(&app, &owner, "visitor-perm-0003", "Hello").await;
+    let response = resolve_with_token(owners).await.unwrap();
+    assert_eq!(response.status(), 403);
+    let body: Value = response.json().await.unwrap();
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap()
+            .contains("only the assigned agent")
+    );
+
+    // A visitor's unassigned conversation: not Ben (nobody assigned him), but the admin.
+    visit(&app, "visitor-perm-0004").await;
+    let unassigned = app
+        .state()
+        .conversations
+        .start_by_visitor(
+            engage::VisitorRef::new(TEST_SITE, "visitor-perm-0004"),
+            "Anyone there?",
+            None,
+            engage::StartDetails::default(),
+        )
+        .await
+        .unwrap()
+        .conversation
+        .id;
+    let response = resolve_with_token(unassigned).await.unwrap();
+    assert_eq!(response.status(), 403);
+    let (status, body) = post(
+        &app,
+        &format!("/api/conversations/{unassigned}/resolve"),
+        &ada,
+        json!({}),
+    )
+    .await;
+    assert_eq!(
+        (status, body["conversation"]["state"].clone()),
+        (200, json!("resolved"))
+    );
+    // Once Ben takes a conversation (opening it assigns it), his script may resolve it.
+    visit(&app, "visitor-perm-0005").await;
+    let taken = app
+        .state()
+        .conversations
+        .start_by_visitor(
+            engage::VisitorRef::new(TEST_SITE, "visitor-perm-0005"),
+            "Hello?",
+            None,
+            engage::StartDetails::default(),
+        )
+        .await
+        .unwrap()
+        .conversation
+        .id;
+    let (status, _) = post(
+        &app,
+        &format!("/api/conversations/{taken}/open"),
+        &ben,
+        json!({}),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let response = resolve_with_token(taken).await.unwrap();
+    assert_eq!(response.status(), 200);
+    app.shutdown().await;
+}

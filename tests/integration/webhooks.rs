@@ -308,3 +308,177 @@ async fn only_owners_and_admins_manage_webhooks() {
     assert_eq!(response.status(), 401);
     app.shutdown().await;
 }
+
+/// Requests an HTTPS receiver saw: the request head and the body.
+type TlsReceived = Arc<Mutex<Vec<(String, Vec<u8>)>>>;
+
+/// An HTTPS webhook receiver on loopback with a fresh self-signed certificate for 127.0.0.1:
+/// it answers every request 200 and keeps each request's head and body. Returns its address,
+/// the certificate (PEM) and what it received.
+async fn start_tls_receiver() -> (SocketAddr, String, TlsReceived) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let certified = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_owned()])
+        .expect("self-signed certificate");
+    let key = rustls::pki_types::PrivateKeyDer::Pkcs8(certified.signing_key.serialize_der().into());
+    let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .expect("protocol versions")
+    .with_no_client_auth()
+    .with_single_cert(vec![certified.cert.der().clone()], key)
+    .expect("server certificate");
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind receiver");
+    let addr = listener.local_addr().expect("address");
+    let received = TlsReceived::default();
+    let shared = Arc::clone(&received);
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            let acceptor = acceptor.clone();
+            let shared = Arc::clone(&shared);
+            tokio::spawn(async move {
+                // A client that refuses our certificate ends the handshake: nothing to record.
+                let Ok(mut tls) = acceptor.accept(tcp).await else {
+                    return;
+                };
+                let mut data = Vec::new();
+                let mut buffer = [0u8; 4096];
+                let (head, body_start) = loop {
+                    let Ok(n) = tls.read(&mut buffer).await else {
+                        return;
+                    };
+                    if n == 0 {
+                        return;
+                    }
+                    data.extend_from_slice(&buffer[..n]);
+                    if let Some(end) = data.windows(4).position(|w| w == b"\r\n\r\n") {
+                        break (String::from_utf8_lossy(&data[..end]).into_owned(), end + 4);
+                    }
+                };
+                let length: usize = head
+                    .lines()
+                    .find_map(|line| {
+                        let (name, value) = line.split_once(':')?;
+                        name.eq_ignore_ascii_case("content-length")
+                            .then(|| value.trim().parse().ok())?
+                    })
+                    .unwrap_or(0);
+                while data.len() < body_start + length {
+                    let Ok(n) = tls.read(&mut buffer).await else {
+                        return;
+                    };
+                    if n == 0 {
+                        return;
+                    }
+                    data.extend_from_slice(&buffer[..n]);
+                }
+                let body = data[body_start..body_start + length].to_vec();
+                shared.lock().expect("lock").push((head, body));
+                let _ = tls
+                    .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n")
+                    .await;
+                let _ = tls.shutdown().await;
+            });
+        }
+    });
+    (addr, certified.cert.pem(), received)
+}
+
+#[tokio::test]
+async fn deliveries_reach_https_receivers_and_check_their_certificate() {
+    let (trusted, trusted_pem, trusted_received) = start_tls_receiver().await;
+    let (untrusted, _, untrusted_received) = start_tls_receiver().await;
+    // Only the first receiver's certificate is trusted (as with --webhook-ca).
+    let app = TestApp::start_with(|settings| {
+        settings.webhooks.base_delay = Duration::from_millis(20);
+        settings.webhooks.max_attempts = 2;
+        settings.webhooks.extra_roots_pem = Some(trusted_pem.into_bytes());
+    })
+    .await;
+    let owner = app.owner_cookie().await;
+    let hooks = format!("/api/sites/{TEST_SITE}/webhooks");
+    let mut secrets = Vec::new();
+    for receiver in [trusted, untrusted] {
+        let (status, body) = call(
+            &app,
+            Method::POST,
+            &hooks,
+            &owner,
+            Some(
+                json!({ "url": format!("https://{receiver}/hook"), "events": ["message.created"] }),
+            ),
+        )
+        .await;
+        assert_eq!(status, 201, "{body}");
+        secrets.push(body["webhook"]["secret"].as_str().unwrap().to_owned());
+    }
+    let (status, _) = app
+        .beacon(&page_view(
+            "visitor-tls",
+            "visit-tls",
+            "https://shop.example/",
+        ))
+        .await;
+    assert_eq!(status, 200);
+    let (status, body) = call(
+        &app,
+        Method::POST,
+        &format!("/api/sites/{TEST_SITE}/visitors/visitor-tls/conversations"),
+        &owner,
+        Some(json!({ "text": "Over TLS" })),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+
+    // The trusted receiver gets the signed delivery over TLS.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let (head, body) = loop {
+        if let Some(first) = trusted_received.lock().expect("lock").first().cloned() {
+            break first;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "no https delivery");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert!(head.starts_with("POST /hook HTTP/1.1"), "{head}");
+    let signature = head
+        .lines()
+        .find_map(|line| line.strip_prefix("x-porchlight-signature: "))
+        .expect("signature header");
+    assert_eq!(signature, sign(&secrets[0], &body));
+    let payload: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(payload["data"]["message"]["body"]["text"], "Over TLS");
+
+    // The untrusted one is never sent the event: its certificate does not verify, which the
+    // delivery log says.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let (_, log) = call(
+            &app,
+            Method::GET,
+            &format!("{hooks}/deliveries"),
+            &owner,
+            None,
+        )
+        .await;
+        let failures: Vec<&Value> = log["deliveries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|d| d["delivered"] == false)
+            .collect();
+        if failures.len() == 2 {
+            for failure in failures {
+                let error = failure["error"].as_str().unwrap_or("").to_lowercase();
+                assert!(error.contains("certificate"), "{failure}");
+            }
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{log}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(untrusted_received.lock().expect("lock").is_empty());
+    app.shutdown().await;
+}

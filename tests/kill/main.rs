@@ -77,7 +77,7 @@ async fn spawn_server(data_dir: &std::path::Path) -> anyhow::Result<(Child, Stri
 
 async fn acknowledged_messages_survive_sigkill() -> anyhow::Result<()> {
     let data_dir = tempfile::tempdir()?;
-    let http = reqwest::Client::new();
+    let http = testkit::http_client();
     let (mut server, addr) = spawn_server(data_dir.path()).await?;
 
     let beacon = page_view(VISITOR, "visit-kill-0001", "https://shop.example/");

@@ -60,7 +60,7 @@ impl TestApp {
             data_dir,
             settings,
             clock,
-            http: reqwest::Client::new(),
+            http: crate::http_client(),
         };
         app.seed().await;
         app

@@ -6,3 +6,13 @@
 
 pub mod app;
 pub mod browser;
+
+/// An HTTP client for tests and benchmarks.
+///
+/// reqwest is built with rustls but without a bundled crypto provider (the workspace picks
+/// ring, see Cargo.toml), so the process's default provider must be installed before any
+/// client is built; this does that first.
+pub fn http_client() -> reqwest::Client {
+    dashboards::webhooks::install_tls_provider();
+    reqwest::Client::new()
+}

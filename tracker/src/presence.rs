@@ -268,6 +268,48 @@ impl Presence {
         self.set_flag(site, visitor_id, Segment::Blocked, on)
     }
 
+    /// Changes a live visitor's identity in place (an agent edited the contact on the visitor
+    /// card): `edit` may set or clear any field. The result is bounded like a beacon's
+    /// identity, the Customers segment follows it and the panel gets a delta. Returns the new
+    /// identity, or `None` if no such visitor is live.
+    ///
+    /// `edit` runs with the visitor's shard locked: it must not call back into the table.
+    pub fn edit_identity(
+        &self,
+        site: &str,
+        visitor_id: &str,
+        edit: impl FnOnce(&mut Identity),
+    ) -> Option<Identity> {
+        let site = self.site(site)?;
+        let hash = site.hash_id(visitor_id);
+        let mut shard = site.shard(hash).write();
+        let visitor = shard
+            .visitors
+            .find_mut(hash, |visitor| visitor.id == *visitor_id)?;
+        let mut identity = visitor.identity().cloned().unwrap_or_default();
+        edit(&mut identity);
+        let identity = identity.bounded();
+        if visitor.identity().cloned().unwrap_or_default() == identity {
+            return Some(identity);
+        }
+        match visitor.extras.as_mut() {
+            Some(extras) => extras.identity = identity.clone(),
+            None => {
+                visitor.extras = Some(Box::new(Extras {
+                    identity: identity.clone(),
+                    events: Vec::new(),
+                }))
+            }
+        }
+        let before = visitor.segments;
+        visitor.segments = before.with(Segment::Customers, identity.is_customer());
+        if before != visitor.segments {
+            site.counters.transition(before, visitor.segments);
+        }
+        site.mark_changed(visitor, self.now_ms());
+        Some(identity)
+    }
+
     /// The site's segment counts: a few atomic loads. All zero for a site with no state.
     pub fn counts(&self, site: &str) -> SegmentCounts {
         self.site(site)

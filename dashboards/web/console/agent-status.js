@@ -1,7 +1,7 @@
 // The agent's availability (online / away / offline), chosen in the header.
-// Sent to the server (PUT /api/me/status: the widget turns into the offline
-// form when no agent is online) and remembered in this browser's
-// localStorage as the initial value; "offline" also mutes notifications.
+// The server keeps it (PUT /api/me/status; GET /api/me says it at sign-in):
+// only online agents make the widget available. "offline" also mutes
+// notifications; the choice is mirrored in localStorage for that.
 
 import { api } from './api.js';
 

@@ -3,12 +3,13 @@
 //
 // Routes (location.hash): #/visitors (the default), #/visitors/<site>/<visitor
 // id> (opens that live visitor's card), #/inbox, #/inbox/<conversation id>,
-// #/leads, #/settings (owners and admins). The views are created once per
+// #/leads, #/settings (saved replies; the widget's settings for owners and
+// admins). The views are created once per
 // sign-in and swapped in and out of <main>; the inbox feed (InboxService:
 // unread counts, notifications) runs on every route.
 
 import { api, UNAUTHORIZED } from './api.js';
-import { agentStatus, sendAgentStatus, setAgentStatus } from './agent-status.js';
+import { STATUSES, agentStatus, sendAgentStatus, setAgentStatus } from './agent-status.js';
 import { agents } from './agents.js';
 import { h } from './dom.js';
 import { InboxService } from './inbox-service.js';
@@ -17,6 +18,7 @@ import './pl-live-panel.js';
 import './pl-inbox.js';
 import './pl-leads.js';
 import './pl-widget-settings.js';
+import './pl-saved-replies.js';
 
 const main = document.getElementById('app');
 const header = document.getElementById('app-header');
@@ -28,7 +30,7 @@ const navInboxCount = navInbox.querySelector('.count');
 const navLeads = document.getElementById('nav-leads');
 const navSettings = document.getElementById('nav-settings');
 const NAV = { visitors: navVisitors, inbox: navInbox, leads: navLeads, settings: navSettings };
-const TITLES = { visitors: 'Visitors', inbox: 'Inbox', leads: 'Leads', settings: 'Widget settings' };
+const TITLES = { visitors: 'Visitors', inbox: 'Inbox', leads: 'Leads', settings: 'Settings' };
 const statusSelect = document.getElementById('agent-status');
 
 let view = null; // 'login' | 'console' | 'error'
@@ -67,12 +69,21 @@ function startSession(me) {
   const inbox = document.createElement('pl-inbox');
   const leads = document.createElement('pl-leads');
   const isAdmin = agent.role === 'owner' || agent.role === 'admin';
-  const settings = isAdmin ? document.createElement('pl-widget-settings') : null;
+  // Settings: saved replies for every agent, the widget's settings for owners and admins.
+  const widgetSettings = isAdmin ? document.createElement('pl-widget-settings') : null;
+  const replies = document.createElement('pl-saved-replies');
+  const settings = h('div', { id: 'settings-page', class: 'settings-page' }, replies, widgetSettings);
   session = { me, panel, inbox, leads, settings, service, route: null };
-  navSettings.hidden = !isAdmin;
+  navSettings.hidden = false;
   leads.setup(me);
-  if (settings) settings.setup(me);
-  pushStatus();
+  replies.setup(me);
+  if (widgetSettings) widgetSettings.setup(me);
+  // The status the server keeps (it survives reconnects and restarts) is the truth.
+  const status = STATUSES.some(([k]) => k === (me && me.status)) ? me.status : 'online';
+  statusSelect.value = status;
+  statusSelect.dataset.status = status;
+  acceptedStatus = status;
+  setAgentStatus(status);
   // setSites before the panel is connected: it connects when inserted.
   panel.setSites(me && me.sites);
   inbox.setup(service, me);
@@ -93,7 +104,6 @@ function parseRoute() {
   }
   const m = /^#\/(visitors|inbox|leads|settings)(?:\/(\d+))?\/?$/.exec(location.hash);
   if (!m) return { name: 'visitors', id: null };
-  if (m[1] === 'settings' && !session.settings) return { name: 'visitors', id: null };
   return { name: m[1], id: m[2] ? Number(m[2]) : null };
 }
 
@@ -164,9 +174,9 @@ async function logout() {
   showLogin();
 }
 
-// Agent status: PUT /api/me/status on every change and at sign-in (the
-// browser's last choice is the initial value; see agent-status.js). A refusal
-// puts the select back to what the server last accepted.
+// Agent status: the server's (GET /api/me) at sign-in, PUT /api/me/status on
+// every change. A refusal puts the select back to what the server last
+// accepted.
 let acceptedStatus = null;
 async function pushStatus() {
   const status = statusSelect.value;

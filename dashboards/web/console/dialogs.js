@@ -5,6 +5,7 @@
 import { ApiError, request } from './api.js';
 import { h } from './dom.js';
 import { clientId } from './conversations.js';
+import { savedReplies } from './saved-replies.js';
 
 export const OPENING_TEXT = 'Hi! Can I help you with anything?';
 
@@ -52,11 +53,31 @@ export function openConversationDialog(siteKey, visitorId, visitorName) {
     };
     const send = h('button', { id: 'open-conversation-send', class: 'btn btn-primary', type: 'submit', text: 'Send' });
     const cancel = h('button', { id: 'open-conversation-cancel', class: 'btn', type: 'button', text: 'Cancel', onclick: () => finish(null) });
+    // A saved reply as the opening offer: picking one fills the message (still editable);
+    // sent unchanged, it goes as saved_reply_id.
+    let picked = null;
+    const replySel = h('select', {
+      id: 'open-conversation-reply', class: 'select-sm', hidden: true, 'aria-label': 'Use a saved reply',
+      onchange: () => {
+        picked = (replySel.replies || []).find((r) => String(r.id) === replySel.value) || null;
+        if (picked) text.value = picked.text;
+        text.focus();
+      },
+    });
+    savedReplies(siteKey).then((replies) => {
+      replySel.replies = replies;
+      replySel.replaceChildren(
+        h('option', { value: '', text: 'Saved reply…' }),
+        ...replies.map((r) => h('option', { value: String(r.id), text: `/${r.shortcut} — ${r.text.slice(0, 60)}` })),
+      );
+      replySel.hidden = !replies.length;
+    });
     const m = modal(
       'open-conversation-dialog',
       'Open conversation',
       [
         h('p', { class: 'muted dialog-sub', text: `Your message appears in ${visitorName || 'the visitor'}'s chat window at once.` }),
+        replySel,
         h('label', { for: 'open-conversation-text', class: 'sr-only', text: 'Message' }),
         text,
       ],
@@ -74,7 +95,8 @@ export function openConversationDialog(siteKey, visitorId, visitorName) {
       m.error('');
       try {
         const path = `/api/sites/${encodeURIComponent(siteKey)}/visitors/${encodeURIComponent(visitorId)}/conversations`;
-        const res = await request('POST', path, { text: body, client_id: cid });
+        const offer = picked && picked.text === body ? { saved_reply_id: picked.id } : { text: body };
+        const res = await request('POST', path, { ...offer, client_id: cid });
         finish(res);
       } catch (err) {
         m.error(message(err));

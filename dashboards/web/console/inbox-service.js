@@ -30,6 +30,7 @@ export class InboxService extends EventTarget {
     this.state = 'connecting';
     this.socket = null;
     this.known = new Map(); // conversation id -> {visitor} summaries seen in inbox lists
+    this.invitedTo = new Set(); // conversations this agent was told about an invitation to
     this.countsTimer = 0;
     this.countsAt = 0;
     this.countsBusy = false;
@@ -79,6 +80,7 @@ export class InboxService extends EventTarget {
         this.refreshCounts();
         return;
       case 'conversation':
+        this.maybeNotifyInvite(msg.conversation);
         this.emit('frame', msg);
         this.refreshCounts();
         return;
@@ -134,12 +136,22 @@ export class InboxService extends EventTarget {
     }, wait);
   }
 
+  // New chats and visitor messages that are this agent's business: a browser
+  // notification while the console is in the background, and the sound
+  // whenever the agent is not looking at that very conversation. "Offline"
+  // mutes both.
   maybeNotify(msg) {
     const c = msg.conversation;
     const m = msg.message;
     if (!c || !m || !m.author || m.author.kind !== 'visitor') return;
-    if (!document.hidden || agentStatus() === 'offline') return;
+    if (agentStatus() === 'offline') return;
     if (!concernsMe(c, this.agentId)) return;
+    const watching = !document.hidden && location.hash === `#/inbox/${c.id}`;
+    if (watching) return;
+    if (!document.hidden) {
+      beep();
+      return;
+    }
     const visitor = visitorLabel(c, this.known.get(c.id));
     const first = c.first_agent_reply_ms == null && c.last_visitor_seq === m.seq && (c.origin || {}).kind === 'visitor';
     const title = first ? `New chat from ${visitor}` : `New message from ${visitor}`;
@@ -149,6 +161,28 @@ export class InboxService extends EventTarget {
         location.hash = `#/inbox/${c.id}`;
       },
     });
+    beep();
+  }
+
+  // A colleague invited this agent into a conversation.
+  maybeNotifyInvite(c) {
+    if (!c || !Array.isArray(c.invited)) return;
+    const invited = c.invited.includes(this.agentId);
+    if (!invited) {
+      this.invitedTo.delete(c.id);
+      return;
+    }
+    if (this.invitedTo.has(c.id) || agentStatus() === 'offline') return;
+    this.invitedTo.add(c.id);
+    const visitor = visitorLabel(c, this.known.get(c.id));
+    if (document.hidden) {
+      notify(`You are invited to a chat with ${visitor}`, c.last_message_preview || '', {
+        tag: `pl-invite-${c.id}`,
+        onClick: () => {
+          location.hash = `#/inbox/${c.id}`;
+        },
+      });
+    }
     beep();
   }
 }

@@ -1,5 +1,6 @@
-// Browser notifications and a short WebAudio beep for new chats and
-// messages while the console tab is hidden. Notification permission is only
+// Browser notifications (while the console tab is hidden) and a short
+// WebAudio beep (whenever the agent is not looking at the conversation) for
+// new chats, messages and invitations; see InboxService.maybeNotify. Notification permission is only
 // requested from a user gesture (the inbox's "Enable notifications" button).
 // Notification titles and bodies are plain text, never markup.
 

@@ -26,6 +26,8 @@ import { blockDialog, unblock } from './dialogs.js';
 import { h } from './dom.js';
 import * as f from './format.js';
 import './pl-visitor-card.js';
+import './pl-contact.js';
+import { CHANGED as REPLIES_CHANGED, matching, savedReplies } from './saved-replies.js';
 
 const PAGE = 500; // messages per request
 const MAX_ATTACHMENT = 2 * 1024 * 1024;
@@ -56,6 +58,12 @@ class PlChatView extends HTMLElement {
     this.onFrame = (e) => this.frame(e.detail);
     this.onResync = () => this.resync();
     this.onVisible = () => this.markRead();
+    this.replies = []; // the site's saved replies, for "/shortcut" in the composer
+    this.suggested = []; // the replies the open suggestion list shows
+    this.suggestIndex = 0;
+    this.onReplies = (e) => {
+      if (this.conv && e.detail && e.detail.site === this.conv.site) this.loadReplies();
+    };
   }
 
   setup(service, agentId) {
@@ -67,6 +75,7 @@ class PlChatView extends HTMLElement {
     if (!this.scroller) this.build();
     document.addEventListener('visibilitychange', this.onVisible);
     window.addEventListener('focus', this.onVisible);
+    window.addEventListener(REPLIES_CHANGED, this.onReplies);
     if (this.service) {
       this.service.addEventListener('frame', this.onFrame);
       this.service.addEventListener('resync', this.onResync);
@@ -80,6 +89,7 @@ class PlChatView extends HTMLElement {
   disconnectedCallback() {
     document.removeEventListener('visibilitychange', this.onVisible);
     window.removeEventListener('focus', this.onVisible);
+    window.removeEventListener(REPLIES_CHANGED, this.onReplies);
     if (this.service) {
       this.service.removeEventListener('frame', this.onFrame);
       this.service.removeEventListener('resync', this.onResync);
@@ -128,8 +138,13 @@ class PlChatView extends HTMLElement {
     this.input = h('textarea', {
       id: 'chat-input', class: 'chat-input', rows: '2', placeholder: 'Write a reply… (Enter to send, Shift+Enter for a new line)',
       'aria-label': 'Message', maxlength: '8000',
-      oninput: () => this.typed(),
+      oninput: () => {
+        this.typed();
+        this.suggest();
+      },
+      onblur: () => setTimeout(() => this.closeSuggestions(), 150),
       onkeydown: (e) => {
+        if (this.suggestionKey(e)) return;
         if (e.key === 'Enter' && !e.shiftKey && !e.isComposing) {
           e.preventDefault();
           this.send();
@@ -163,15 +178,26 @@ class PlChatView extends HTMLElement {
         },
       },
       h('div', { id: 'chat-note-banner', class: 'note-banner', text: 'Internal note — the visitor will not see this', hidden: true }),
+      this.suggestEl = h('ul', { id: 'chat-replies', class: 'reply-suggestions', role: 'listbox', 'aria-label': 'Saved replies', hidden: true }),
       this.input,
       h('div', { class: 'composer-bar' }, this.noteBtn, this.attachBtn, this.fileInput, h('span', { class: 'grow' }), this.sendBtn),
     );
 
     this.infoEl = h('section', { id: 'chat-visitor-info', class: 'chat-info' });
+    // The contact behind the visitor, editable, live or not (the live card's own copy is
+    // hidden in the chat).
+    this.contact = document.createElement('pl-contact');
+    this.contact.id = 'chat-contact';
+    this.contact.addEventListener('pl-contact-changed', (e) => {
+      const identity = (e.detail && e.detail.identity) || {};
+      if (!this.conv) return;
+      this.visitor = { ...this.visitor, name: identity.name || null, email: identity.email || null };
+      this.renderHead();
+    });
     this.card = document.createElement('pl-visitor-card');
     this.card.dataset.context = 'chat';
     this.card.hidden = true;
-    this.side = h('aside', { id: 'chat-side', class: 'chat-side', 'aria-label': 'Visitor' }, this.card, this.infoEl);
+    this.side = h('aside', { id: 'chat-side', class: 'chat-side', 'aria-label': 'Visitor' }, this.contact, this.card, this.infoEl);
     // The card reports its state in data-state: show it only while the
     // visitor is live, and take their name from it.
     new MutationObserver(() => this.cardChanged()).observe(this.card, { attributes: true, attributeFilter: ['data-state'] });
@@ -289,6 +315,9 @@ class PlChatView extends HTMLElement {
     this.card.close();
     this.card.hidden = true;
     this.side.classList.remove('has-card');
+    this.contact.close();
+    this.replies = [];
+    this.closeSuggestions();
     this.lastCardRefresh = 0;
   }
 
@@ -327,6 +356,8 @@ class PlChatView extends HTMLElement {
     if (!this.visitor || this.visitor.online !== false) {
       this.card.open(c.site, c.visitor_id, null);
     }
+    this.contact.open(c.site, c.visitor_id, { conversationId: c.id });
+    this.loadReplies();
     this.renderInfo();
     const [past, blocks] = await Promise.all([
       api.get(`/api/sites/${site}/visitors/${vid}/conversations`).catch(() => null),
@@ -561,7 +592,6 @@ class PlChatView extends HTMLElement {
     const row = (label, key, value) => [h('dt', { text: label }), h('dd', { 'data-field': key, class: value == null || value === '' ? 'empty' : null }, value == null || value === '' ? f.EMPTY : value)];
     const page = typeof c.page_url === 'string' && c.page_url ? h('a', { href: c.page_url, target: '_blank', rel: 'noopener noreferrer nofollow', text: f.pathOf(c.page_url) || c.page_url, title: c.page_url }) : null;
     const rating = c.rating ? `${c.rating.score}/5${c.rating.comment ? ` — ${c.rating.comment}` : ''}` : null;
-    const others = (this.past || []).filter((p) => p && p.id !== c.id);
     this.infoEl.replaceChildren(
       h(
         'div',
@@ -570,8 +600,8 @@ class PlChatView extends HTMLElement {
         h(
           'dl',
           { class: 'fields', id: 'chat-fields' },
-          row('Name', 'name', pre.name || v.name),
-          row('Email', 'email', pre.email || v.email),
+          pre.name ? row('Pre-chat name', 'name', pre.name) : null,
+          pre.email ? row('Pre-chat email', 'email', pre.email) : null,
           v.number != null ? row('Visitor', 'number', `#${v.number}`) : null,
           c.subject ? row('Subject', 'subject', c.subject) : null,
           row('Started on', 'page_url', page),
@@ -580,30 +610,6 @@ class PlChatView extends HTMLElement {
           c.resolved_ms != null && c.state === 'resolved' ? row('Resolved', 'resolved', f.dateTime(c.resolved_ms)) : null,
           rating ? row('Rating', 'rating', rating) : null,
         ),
-      ),
-      h(
-        'div',
-        { class: 'card-section', id: 'chat-past-section' },
-        h('h3', { text: 'Past conversations' }),
-        others.length
-          ? h(
-            'ul',
-            { id: 'chat-past', class: 'past-list' },
-            others.map((p) =>
-              h(
-                'li',
-                { 'data-conversation-id': String(p.id) },
-                h(
-                  'a',
-                  { href: `#/inbox/${p.id}` },
-                  h('span', { class: 'past-date', text: new Date(p.created_ms).toLocaleDateString() }),
-                  h('span', { class: `badge badge-state-${p.state}`, text: p.state }),
-                  h('span', { class: 'past-preview', text: p.last_message_preview || p.subject || '' }),
-                ),
-              ),
-            ),
-          )
-          : h('p', { class: 'muted', id: 'chat-past-empty', text: this.past ? 'None' : 'Loading…' }),
       ),
     );
   }
@@ -694,6 +700,88 @@ class PlChatView extends HTMLElement {
   }
 
   // ---- composer --------------------------------------------------------------
+
+  async loadReplies() {
+    const c = this.conv;
+    if (!c) return;
+    const replies = await savedReplies(c.site);
+    if (this.conv && this.conv.site === c.site) this.replies = replies;
+  }
+
+  // "/shortcut" just before the caret (at the start or after a space) opens the list of
+  // matching saved replies.
+  slashToken() {
+    const el = this.input;
+    const before = el.value.slice(0, el.selectionStart);
+    const m = /(^|\s)\/([^\s/]*)$/.exec(before);
+    return m ? { start: before.length - m[2].length - 1, end: el.selectionStart, prefix: m[2] } : null;
+  }
+
+  suggest() {
+    const token = this.slashToken();
+    this.suggested = token ? matching(this.replies, token.prefix).slice(0, 8) : [];
+    this.suggestIndex = 0;
+    this.renderSuggestions();
+  }
+
+  renderSuggestions() {
+    const list = this.suggested;
+    this.suggestEl.hidden = !list.length;
+    this.suggestEl.replaceChildren(
+      ...list.map((r, i) =>
+        h(
+          'li',
+          {
+            class: `reply-suggestion${i === this.suggestIndex ? ' selected' : ''}`, role: 'option',
+            'aria-selected': String(i === this.suggestIndex), dataset: { shortcut: r.shortcut },
+            onmousedown: (e) => {
+              e.preventDefault(); // keep the focus in the composer
+              this.insertReply(r);
+            },
+          },
+          h('code', { text: `/${r.shortcut}` }),
+          h('span', { class: 'reply-text', text: r.text }),
+        ),
+      ),
+    );
+  }
+
+  closeSuggestions() {
+    this.suggested = [];
+    if (this.suggestEl) this.suggestEl.hidden = true;
+  }
+
+  // Arrow keys move through the list; Enter or Tab inserts; Escape closes. Returns whether
+  // the key was the list's.
+  suggestionKey(e) {
+    if (!this.suggested.length || e.isComposing) return false;
+    const n = this.suggested.length;
+    if (e.key === 'ArrowDown' || e.key === 'ArrowUp') {
+      this.suggestIndex = (this.suggestIndex + (e.key === 'ArrowDown' ? 1 : n - 1)) % n;
+      this.renderSuggestions();
+    } else if ((e.key === 'Enter' && !e.shiftKey) || e.key === 'Tab') {
+      this.insertReply(this.suggested[this.suggestIndex]);
+    } else if (e.key === 'Escape') {
+      this.closeSuggestions();
+    } else {
+      return false;
+    }
+    e.preventDefault();
+    return true;
+  }
+
+  // Replaces "/shortcut" with the reply's text; the agent can still edit before sending.
+  insertReply(reply) {
+    const token = this.slashToken();
+    if (!reply || !token) return this.closeSuggestions();
+    const el = this.input;
+    el.value = el.value.slice(0, token.start) + reply.text + el.value.slice(token.end);
+    const caret = token.start + reply.text.length;
+    el.setSelectionRange(caret, caret);
+    el.focus();
+    this.closeSuggestions();
+    this.typed();
+  }
 
   setNoteMode(on) {
     this.noteMode = !!on;

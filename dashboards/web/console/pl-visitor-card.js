@@ -3,6 +3,9 @@
 // onRemoved(), tick() and sets `now` (server-aligned clock). Every value is
 // rendered as text into <dd data-field="json_key">.
 //
+// The editable contact (name, email, phone, tags, notes, conversations) is a
+// <pl-contact id="card-contact"> at the top.
+//
 // Actions: "Open conversation" (#card-open-conversation: a dialog sends the
 // first message, then the console goes to #/inbox/<id>) and block / unblock
 // (#card-block). With data-context="chat" (inside the chat view, which has
@@ -10,6 +13,7 @@
 
 import { api } from './api.js';
 import { blockDialog, openConversationDialog, unblock } from './dialogs.js';
+import './pl-contact.js';
 import { h } from './dom.js';
 import * as f from './format.js';
 
@@ -62,6 +66,13 @@ class PlVisitorCard extends HTMLElement {
       id: 'card-block', class: 'btn btn-sm', type: 'button', text: 'Block', onclick: () => this.toggleBlock(),
     });
     this.actions = h('div', { id: 'card-actions', class: 'card-actions' }, this.openBtn, this.blockBtn);
+    // The editable contact (name, email, phone, tags, notes, conversations). Inside the chat
+    // view, which shows its own, the card has none.
+    this.contact = null;
+    if (this.dataset.context !== 'chat') {
+      this.contact = document.createElement('pl-contact');
+      this.contact.id = 'card-contact';
+    }
     this.append(
       h(
         'header',
@@ -74,6 +85,7 @@ class PlVisitorCard extends HTMLElement {
       ),
       this.actions,
       this.statusEl,
+      ...(this.contact ? [this.contact] : []),
       this.body,
     );
   }
@@ -162,6 +174,7 @@ class PlVisitorCard extends HTMLElement {
       this.body.scrollTop = 0;
     }
     if (row) this.data = { ...this.data, ...row };
+    if (this.contact) this.contact.open(siteKey, id);
     this.hidden = false;
     this.setState('loading');
     this.render();
@@ -269,10 +282,7 @@ class PlVisitorCard extends HTMLElement {
     const props = Object.entries(obj(id.props)).map(([k, val]) => field(k, `props.${k}`, val));
 
     this.body.replaceChildren(
-      section('Contact', [
-        field('Name', 'name', v.name ?? id.name),
-        field('Email', 'email', v.email ?? id.email),
-        field('Phone', 'phone', v.phone ?? id.phone),
+      section('Visitor', [
         field('Visitor', 'number', v.number != null ? `#${v.number}` : null),
       ]),
       section('Now', [

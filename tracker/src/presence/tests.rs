@@ -1323,3 +1323,70 @@ fn presence_is_shareable() {
     // Mapped IPv4 addresses come back as IPv4.
     assert_eq!(h.get("a").ip, "81.2.69.160".parse::<IpAddr>().unwrap());
 }
+
+#[test]
+fn an_agent_edits_a_live_identity_and_customers_follows() {
+    let h = Harness::new();
+    h.page("v1", "s1", "https://shop.example/");
+    h.send(&beacon(
+        "v1",
+        "s1",
+        identify(Some("Ada"), None),
+        "https://shop.example/",
+    ));
+    h.check_counts([1, 1, 0, 1, 0, 0]);
+    let _ = h.presence.drain_changes(SITE);
+
+    // Clearing the name leaves nothing that makes a customer.
+    let identity = h
+        .presence
+        .edit_identity(SITE, "v1", |identity| identity.name = None)
+        .expect("live");
+    assert_eq!(identity, Identity::default());
+    h.check_counts([1, 1, 0, 0, 0, 0]);
+    assert_eq!(h.presence.drain_changes(SITE).upserted.len(), 1);
+
+    // Setting email and phone makes a customer again, bounded like a beacon's identity.
+    let long = "x".repeat(1000);
+    let identity = h
+        .presence
+        .edit_identity(SITE, "v1", |identity| {
+            identity.email = Some("ada@example.com".into());
+            identity.phone = Some(long.clone());
+        })
+        .expect("live");
+    assert_eq!(identity.email.as_deref(), Some("ada@example.com"));
+    assert!(identity.phone.as_ref().unwrap().len() < long.len());
+    assert_eq!(h.get("v1").identity, identity);
+    h.check_counts([1, 1, 0, 1, 0, 0]);
+
+    // An edit that changes nothing marks nothing.
+    let _ = h.presence.drain_changes(SITE);
+    h.presence
+        .edit_identity(SITE, "v1", |identity| {
+            identity.email = Some("ada@example.com".into())
+        })
+        .expect("live");
+    assert!(h.presence.drain_changes(SITE).upserted.is_empty());
+
+    // The edit is what the next identify beacon's persisted profile starts from.
+    let persisted = h.send(&beacon(
+        "v1",
+        "s1",
+        identify(Some("Ada L."), None),
+        "https://shop.example/",
+    ));
+    let Observation::Recorded {
+        persist: Some(profile),
+    } = persisted
+    else {
+        panic!("an identity change is persisted: {persisted:?}");
+    };
+    assert_eq!(profile.identity.name.as_deref(), Some("Ada L."));
+    assert_eq!(profile.identity.email.as_deref(), Some("ada@example.com"));
+    assert!(
+        h.presence
+            .edit_identity(SITE, "nobody", |identity| identity.name = None)
+            .is_none()
+    );
+}
