@@ -69,19 +69,22 @@ impl Ingest {
 
     /// Applies one beacon.
     pub async fn record(&self, beacon: &Beacon<'_>) -> Result<IngestOutcome, StoreError> {
-        let (observation, entered) = match self.presence.observe(beacon) {
+        let observation = match self.presence.observe(beacon) {
             Observation::NeedsProfile => {
                 let profile = self.load_profile(beacon).await?;
-                (self.presence.start_visit(beacon, &profile), true)
+                self.presence.start_visit(beacon, &profile)
             }
-            observation => (observation, false),
+            observation => observation,
         };
         Ok(match observation {
-            Observation::Recorded { persist } => {
+            Observation::Recorded {
+                persist,
+                visit_started,
+            } => {
                 // The visitor entered memory, or a visit started (perhaps from a new address):
                 // carry over a block by visitor or IP. An in-memory check, and rare: not on
                 // every beacon.
-                if (entered || persist.is_some())
+                if visit_started
                     && self.conversations.is_blocked(
                         beacon.site,
                         beacon.visitor_id,

@@ -185,8 +185,13 @@ impl KnownProfile {
 #[derive(Clone, Debug, PartialEq)]
 pub enum Observation {
     /// The beacon was applied. `persist` is `Some` when the durable profile changed (a visit
-    /// started, or the identity changed); the caller writes it behind.
-    Recorded { persist: Option<KnownProfile> },
+    /// started, or the identity changed); the caller writes it behind. `visit_started` says
+    /// that the beacon started a visit in memory: a new visit, or a visitor entering memory
+    /// (also when it resumes a visit after a restart).
+    Recorded {
+        persist: Option<KnownProfile>,
+        visit_started: bool,
+    },
     /// The visitor is not in memory: the caller loads (or creates) the visitor's profile and
     /// calls [`crate::Presence::start_visit`].
     NeedsProfile,

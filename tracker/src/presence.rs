@@ -168,7 +168,10 @@ impl Presence {
                         now: self.now_ms(),
                     };
                     let persist = self.apply(&ingest, due, visitor, Visit::Continuing);
-                    return Observation::Recorded { persist };
+                    return Observation::Recorded {
+                        persist,
+                        visit_started: false,
+                    };
                 }
                 // A new visit of a visitor in memory. The record knows all the store does (the
                 // profile was loaded when the visitor entered memory, and every change since
@@ -230,14 +233,16 @@ impl Presence {
                 now,
             };
             let Shard { visitors, due } = &mut *guard;
-            let persist = match visitors.find_mut(hash, |visitor| visitor.id == *beacon.visitor_id)
+            let (persist, visit_started) = match visitors
+                .find_mut(hash, |visitor| visitor.id == *beacon.visitor_id)
             {
                 Some(visitor) if visitor.visit == visit => {
-                    self.apply(&ingest, due, visitor, Visit::Continuing)
+                    (self.apply(&ingest, due, visitor, Visit::Continuing), false)
                 }
                 Some(visitor) => {
                     self.restart_visit(&ingest, visitor, visit, profile, geo, client);
-                    self.apply(&ingest, due, visitor, Visit::Started { persist: true })
+                    let visit = Visit::Started { persist: true };
+                    (self.apply(&ingest, due, visitor, visit), true)
                 }
                 None => {
                     let (visitor, persist) = self.new_visitor(&ingest, visit, profile, geo, client);
@@ -246,10 +251,14 @@ impl Presence {
                             site.hash_id(visitor.id.as_str())
                         })
                         .into_mut();
-                    self.apply(&ingest, due, visitor, Visit::Started { persist })
+                    let visit = Visit::Started { persist };
+                    (self.apply(&ingest, due, visitor, visit), true)
                 }
             };
-            return Observation::Recorded { persist };
+            return Observation::Recorded {
+                persist,
+                visit_started,
+            };
         }
     }
 

@@ -70,6 +70,7 @@ impl Harness {
         };
         if let Observation::Recorded {
             persist: Some(profile),
+            ..
         } = &observation
         {
             self.profiles.lock().insert(
@@ -160,7 +161,7 @@ fn identify(name: Option<&str>, email: Option<&str>) -> BeaconKind {
 }
 
 fn recorded(persist: bool) -> impl Fn(&Observation) -> bool {
-    move |observation| matches!(observation, Observation::Recorded { persist: p } if p.is_some() == persist)
+    move |observation| matches!(observation, Observation::Recorded { persist: p, .. } if p.is_some() == persist)
 }
 
 #[test]
@@ -181,6 +182,7 @@ fn first_page_view_builds_the_visitor_card() {
     let observation = h.send(&landing);
     let Observation::Recorded {
         persist: Some(profile),
+        ..
     } = observation
     else {
         panic!("a new visit persists the profile, got {observation:?}");
@@ -198,7 +200,10 @@ fn first_page_view_builds_the_visitor_card() {
     );
     assert_eq!(
         h.presence.observe(&second),
-        Observation::Recorded { persist: None }
+        Observation::Recorded {
+            persist: None,
+            visit_started: false
+        }
     );
 
     let card = h.get("visitor-a");
@@ -281,6 +286,7 @@ fn visits_continue_restart_and_resume() {
     );
     let Observation::Recorded {
         persist: Some(profile),
+        ..
     } = h.send(&next)
     else {
         panic!("a new visit persists");
@@ -312,9 +318,13 @@ fn visits_continue_restart_and_resume() {
         restarted.presence.observe(&heartbeat),
         Observation::NeedsProfile
     );
+    // The visit starts in memory again (resumed: `visit_started`, but not a new visit).
     assert_eq!(
         restarted.send(&heartbeat),
-        Observation::Recorded { persist: None }
+        Observation::Recorded {
+            persist: None,
+            visit_started: true
+        }
     );
     let card = restarted.get("visitor-a");
     assert_eq!(
@@ -335,6 +345,7 @@ fn visits_continue_restart_and_resume() {
     );
     let Observation::Recorded {
         persist: Some(profile),
+        visit_started: true,
     } = restarted.presence.observe(&third)
     else {
         panic!("a new visit of a visitor in memory is recorded at once");
@@ -367,7 +378,10 @@ fn a_concurrent_start_applies_as_a_normal_beacon() {
     );
     assert_eq!(
         h.presence.start_visit(&second, &profile),
-        Observation::Recorded { persist: None }
+        Observation::Recorded {
+            persist: None,
+            visit_started: false
+        }
     );
     let card = h.get("visitor-a");
     assert_eq!((card.visits, card.pages_this_visit), (1, 2));
@@ -580,7 +594,13 @@ fn leave_sets_left_and_the_next_beacon_clears_it() {
     h.page("a", "visit-1", "https://shop.example/");
     h.clock.advance(3_000);
     let leave = beacon("a", "visit-1", BeaconKind::Leave, "https://shop.example/");
-    assert_eq!(h.send(&leave), Observation::Recorded { persist: None });
+    assert_eq!(
+        h.send(&leave),
+        Observation::Recorded {
+            persist: None,
+            visit_started: false
+        }
+    );
     let card = h.get("a");
     assert_eq!(card.left_ms, Some(START_MS + 3_000));
     assert_eq!(card.last_activity_ms, START_MS, "a leave is not activity");
@@ -671,6 +691,7 @@ fn identify_persists_and_events_are_bounded() {
     });
     let Observation::Recorded {
         persist: Some(profile),
+        ..
     } = h.send(&beacon(
         "a",
         "visit-1",
@@ -685,7 +706,10 @@ fn identify_persists_and_events_are_bounded() {
     // The same identity again changes nothing.
     assert_eq!(
         h.send(&beacon("a", "visit-1", ann, "https://shop.example/")),
-        Observation::Recorded { persist: None }
+        Observation::Recorded {
+            persist: None,
+            visit_started: false
+        }
     );
 
     for (index, name) in ["viewed", "added_to_cart", "checkout"]
@@ -1378,6 +1402,7 @@ fn an_agent_edits_a_live_identity_and_customers_follows() {
     ));
     let Observation::Recorded {
         persist: Some(profile),
+        ..
     } = persisted
     else {
         panic!("an identity change is persisted: {persisted:?}");
