@@ -188,6 +188,7 @@ export class ConditionBuilder {
       p.op = op.value;
       if (valueKind('property', p.op) !== before) p.value = defaultValue(valueKind('property', p.op));
       fill();
+      this.renumber();
       this.onChange();
     });
     fill();
@@ -200,12 +201,12 @@ export class ConditionBuilder {
   valueControls(kind, value, onValue, field) {
     const hints = FIELD_HINTS[field] || {};
     const num = (v, label) => {
-      const input = h('input', { class: 'ws-input cb-num', type: 'number', step: 'any', inputmode: 'decimal', placeholder: hints.placeholder || '', 'aria-label': label });
+      const input = h('input', { class: 'ws-input cb-num', type: 'number', step: 'any', inputmode: 'decimal', placeholder: hints.placeholder || '', 'data-label': label });
       input.value = typeof v === 'number' && Number.isFinite(v) ? String(v) : '';
       return input;
     };
     const parseNum = (input) => (input.value.trim() === '' || !Number.isFinite(Number(input.value)) ? null : Number(input.value));
-    const time = (v, label) => h('input', { class: 'ws-input cb-time', type: 'time', value: typeof v === 'string' ? v : '', 'aria-label': label });
+    const time = (v, label) => h('input', { class: 'ws-input cb-time', type: 'time', value: typeof v === 'string' ? v : '', 'data-label': label });
     const unit = hints.unit ? h('span', { class: 'cb-unit', text: hints.unit }) : null;
     switch (kind) {
       case 'none':
@@ -214,14 +215,14 @@ export class ConditionBuilder {
       case 'regex': {
         const input = h('input', {
           class: `ws-input cb-text${kind === 'regex' ? ' ws-mono' : ''}`, type: 'text', maxlength: '2000', autocomplete: 'off', spellcheck: 'false',
-          placeholder: kind === 'regex' ? '^/pricing(/|$)' : hints.placeholder || '', list: hints.suggest ? this.suggestions(field, hints.suggest) : null, 'aria-label': 'Value',
+          placeholder: kind === 'regex' ? '^/pricing(/|$)' : hints.placeholder || '', list: hints.suggest ? this.suggestions(field, hints.suggest) : null, 'data-label': 'Value',
           oninput: () => onValue(input.value),
         });
         input.value = typeof value === 'string' ? value : '';
         return [input];
       }
       case 'list': {
-        const area = h('textarea', { class: 'ws-input cb-list-values', rows: '2', spellcheck: 'false', placeholder: 'one value per line', 'aria-label': 'Values, one per line' });
+        const area = h('textarea', { class: 'ws-input cb-list-values', rows: '2', spellcheck: 'false', placeholder: 'one value per line', 'data-label': 'Values, one per line' });
         area.value = (Array.isArray(value) ? value : []).map(String).join('\n');
         area.addEventListener('input', () => onValue(area.value.split('\n').map((x) => x.trim()).filter(Boolean)));
         return [area];
@@ -262,10 +263,10 @@ export class ConditionBuilder {
         });
         const emit = () => onValue(boxes.filter(([b]) => b.checked).map(([b]) => b.value));
         for (const [b] of boxes) b.addEventListener('change', emit);
-        return [h('span', { class: 'cb-days', role: 'group', 'aria-label': 'Days' }, boxes.map(([, l]) => l))];
+        return [h('span', { class: 'cb-days', role: 'group', 'data-label': 'Days' }, boxes.map(([, l]) => l))];
       }
       case 'bool': {
-        const sel = h('select', { class: 'ws-input cb-bool', 'aria-label': 'Value' }, h('option', { value: 'true', text: 'yes' }), h('option', { value: 'false', text: 'no' }));
+        const sel = h('select', { class: 'ws-input cb-bool', 'data-label': 'Value' }, h('option', { value: 'true', text: 'yes' }), h('option', { value: 'false', text: 'no' }));
         sel.value = value === false ? 'false' : 'true';
         sel.addEventListener('change', () => onValue(sel.value === 'true'));
         return [sel];
@@ -374,7 +375,9 @@ export class ConditionBuilder {
       u.name.setAttribute('aria-label', `Name (${label})`);
       u.propToggle.setAttribute('aria-label', `${node.property ? 'Remove the' : 'Add a'} property filter (${label})`);
       u.remove.setAttribute('aria-label', `Remove ${label}`);
+      labelValues(u.valueBox, label);
       if (node.property && u.prop) {
+        labelValues(u.prop.valueBox, `property of ${label}`);
         set(u.prop.name, `${path}.property.name`);
         set(u.prop.op, `${path}.property.op`);
         set(u.prop.valueBox, `${path}.property.value`);
@@ -423,6 +426,12 @@ function serialize(node, cat) {
     out.property = p;
   }
   return out;
+}
+
+// Value inputs carry data-label ("Value", "From", …); the accessible name
+// adds which condition they belong to.
+function labelValues(box, label) {
+  for (const el of box.querySelectorAll('[data-label]')) el.setAttribute('aria-label', `${el.dataset.label} (${label})`);
 }
 
 function needsName(cond, info) {

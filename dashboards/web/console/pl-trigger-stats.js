@@ -53,7 +53,7 @@ class PlTriggerStats extends HTMLElement {
           h('label', { class: 'ws-label', for: 'ts-period', text: 'Period' }), this.period, this.customBox, this.periodText, h('span', { class: 'grow' }), this.status, this.refreshBtn)),
       h('div', { class: 'ts-body' },
         h('section', { class: 'ws-section' }, h('h2', { text: 'Funnel' }),
-          h('p', { class: 'ws-hint', text: 'Rates are shares of the visitors the trigger fired for. The control group matched but got no message.' }),
+          h('p', { class: 'ws-hint', text: 'Rates are shares of the visitors the trigger fired for. The control group matched but got no message; in the total, delivered, seen and replied are shares of those who were sent one.' }),
           h('div', { class: 'ts-scroll' }, this.table)),
         h('section', { class: 'ws-section' }, h('h2', { text: 'Does the message make a difference?' }), this.compareList)));
   }
@@ -159,7 +159,17 @@ class PlTriggerStats extends HTMLElement {
     const head = h('thead', {}, h('tr', {}, h('th', { scope: 'col', text: 'Variant' }), STAGES.map(([, name]) => h('th', { scope: 'col', text: name }))));
     const body = h('tbody', {}, variants.map((row) => this.row(row, label(row.variant), textOf(row.variant), false)));
     if (control || Number(t.control_percent) > 0) body.append(this.row(control || { variant: null }, 'Control group', 'Matched but got no message', true));
-    const total = stats.total && typeof stats.total === 'object' ? stats.total : sum([...variants, control].filter(Boolean));
+    // The total is summed here, so that its rates mean something whether or
+    // not the server's `total` counts the control group: delivered, seen and
+    // replied as shares of the visitors who were sent a message, the goal as
+    // a share of everyone the trigger fired for.
+    const sent = sum(variants);
+    const total = sum([...variants, control].filter(Boolean));
+    const share = (n, d) => (d ? n / d : 0);
+    total.rates = {
+      delivered: share(total.delivered, sent.fired), seen: share(total.seen, sent.fired),
+      replied: share(total.replied, sent.fired), goal: share(total.goal, total.fired),
+    };
     const foot = h('tfoot', {}, this.row({ ...total, variant: 'total' }, 'Total', null, false, 'total'));
     this.table.replaceChildren(h('caption', { class: 'sr-only', text: 'Funnel per variant' }), head, body, foot);
 

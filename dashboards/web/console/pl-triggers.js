@@ -95,9 +95,8 @@ class PlTriggers extends HTMLElement {
     if (view === 'edit') this.editor.open(site, r.id, name);
     else if (view === 'stats') this.stats.open(site, r.id, name);
     else {
-      if (r.site != null && !known) this.setStatus(`You have no site "${r.site}".`, 'error');
       this.renderSites();
-      this.load();
+      this.load(r.site != null && !known ? `You have no site "${r.site}".` : '');
     }
   }
 
@@ -121,7 +120,8 @@ class PlTriggers extends HTMLElement {
     this.status.setAttribute('role', kind === 'error' ? 'alert' : 'status');
   }
 
-  async load() {
+  // notice: shown once the list is loaded (e.g. an unknown site in the link).
+  async load(notice = '') {
     const seq = ++this.seq;
     const site = this.siteKey;
     if (!site) {
@@ -134,7 +134,7 @@ class PlTriggers extends HTMLElement {
       const res = await triggersApi.list(site);
       if (seq !== this.seq) return;
       this.triggers = Array.isArray(res && res.triggers) ? res.triggers.filter((t) => t && t.id != null) : [];
-      this.setStatus('');
+      this.setStatus(notice, notice ? 'error' : '');
       this.render();
     } catch (err) {
       if (seq !== this.seq) return;
@@ -169,10 +169,9 @@ class PlTriggers extends HTMLElement {
     const priority = h('input', { type: 'number', step: '1', class: 'ws-input tl-priority', 'aria-label': `Priority of ${name}`, value: String(Number.isInteger(t.priority) ? t.priority : 0), disabled: !this.canEdit });
     priority.addEventListener('change', () => this.setPriority(t, priority));
     priority.addEventListener('keydown', (e) => {
-      if (e.key === 'Enter') {
-        e.preventDefault();
-        priority.dispatchEvent(new Event('change'));
-      }
+      if (e.key !== 'Enter') return;
+      e.preventDefault();
+      this.setPriority(t, priority);
     });
     const stats = t.stats && typeof t.stats === 'object' ? t.stats : {};
     return h('tr', { class: `tl-row${t.enabled ? '' : ' tl-off'}`, 'data-trigger-id': String(t.id) },
@@ -195,9 +194,16 @@ class PlTriggers extends HTMLElement {
     if (res && typeof res === 'object') Object.assign(t, res, { stats: t.stats });
   }
 
+  // While a PATCH is under way the control stays focusable (a disabled one
+  // would drop the keyboard focus) but further edits wait for it.
   async setEnabled(t, toggle) {
     const want = toggle.checked;
-    toggle.disabled = true;
+    if (t.busy) {
+      toggle.checked = !want;
+      return;
+    }
+    t.busy = true;
+    toggle.setAttribute('aria-busy', 'true');
     try {
       this.merge(t, await triggersApi.patch(this.siteKey, t.id, { enabled: want }));
       t.enabled = want;
@@ -207,7 +213,8 @@ class PlTriggers extends HTMLElement {
       toggle.checked = !want;
       this.setStatus(`Could not switch ${want ? 'on' : 'off'}: ${errorText(err)}`, 'error');
     } finally {
-      toggle.disabled = !this.canEdit;
+      t.busy = false;
+      toggle.removeAttribute('aria-busy');
     }
   }
 
@@ -219,11 +226,13 @@ class PlTriggers extends HTMLElement {
       this.setStatus('The priority is a whole number.', 'error');
       return;
     }
-    if (value === before) return;
-    input.disabled = true;
+    if (value === before || t.busy) return;
+    t.busy = true;
+    input.readOnly = true;
     try {
       this.merge(t, await triggersApi.patch(this.siteKey, t.id, { priority: value }));
       t.priority = value;
+      t.busy = false;
       this.setStatus(`Priority of ${t.name || 'the trigger'} is ${value}.`, 'ok');
       const hadFocus = document.activeElement === input;
       this.render();
@@ -232,7 +241,8 @@ class PlTriggers extends HTMLElement {
       input.value = String(before);
       this.setStatus(`Could not change the priority: ${errorText(err)}`, 'error');
     } finally {
-      input.disabled = !this.canEdit;
+      t.busy = false;
+      input.readOnly = false;
     }
   }
 
