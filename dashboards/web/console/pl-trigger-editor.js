@@ -31,7 +31,9 @@ class PlTriggerEditor extends HTMLElement {
     this.seq = 0;
     this.errorSource = null; // 'save' | 'preview' | null: who marked the rows
     this.onUnload = (e) => {
-      if (this.isDirty()) e.preventDefault();
+      if (!this.isDirty()) return;
+      e.preventDefault();
+      e.returnValue = '';
     };
     // Links away (the nav, "Triggers") ask before dropping unsaved changes.
     this.onLinkClick = (e) => {

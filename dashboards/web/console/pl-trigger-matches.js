@@ -51,7 +51,7 @@ class PlTriggerMatches extends HTMLElement {
     this.variantSel = h('select', { id: 'tm-variant', class: 'select-sm', 'aria-label': 'Variant to test-fire' });
     this.testBar = h('div', { class: 'tm-test-bar' },
       h('label', { class: 'ws-hint', for: 'tm-variant', text: 'Test-fire sends' }), this.variantSel,
-      h('span', { class: 'ws-hint', text: 'now, ignoring conditions and limits; it is not counted in the stats.' }));
+      h('span', { class: 'ws-hint', text: 'as last saved, now, ignoring conditions and limits; it is not counted in the stats.' }));
     this.noteEl = h('p', { class: 'ws-hint tm-note', hidden: true });
     this.listEl = h('ul', { id: 'tm-list', class: 'tm-list', 'aria-label': 'Visitors who match' });
     this.append(h('section', { class: 'ws-section tm' },

@@ -66,8 +66,8 @@ class PlTriggerStats extends HTMLElement {
     this.backLink.href = siteLink(site);
     this.editLink.href = editLink(site, id);
     this.siteEl.textContent = siteName || site;
+    this.trigger = null; // it may have been edited since
     if (changed) {
-      this.trigger = null;
       this.titleEl.textContent = `Trigger #${id}`;
       this.table.replaceChildren();
       this.compareList.replaceChildren();

@@ -218,8 +218,10 @@ export class MessageSection {
   // ---- placeholders and the rendered preview ------------------------------
 
   fillPlaceholderPicker(sel) {
+    // "property", "property.*" or "property.NAME" all offer {property.NAME}.
+    const names = [...new Set(this.placeholders.map((p) => (/^property(\.\*|\.|\.NAME)?$/.test(p) ? 'property.NAME' : p)))];
     sel.replaceChildren(h('option', { value: '', text: 'Insert a placeholder…' }),
-      ...this.placeholders.map((p) => h('option', { value: p, text: `{${p}}` })));
+      ...names.map((p) => h('option', { value: p, text: `{${p}}` })));
     sel.value = '';
   }
 
