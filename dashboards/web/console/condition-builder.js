@@ -10,7 +10,7 @@
 
 import { h } from './dom.js';
 import {
-  DAYS, FIELD_GROUPS, FIELD_HINTS, MAX_CONDITIONS, MAX_DEPTH, NUMBER_OPS, OP_LABELS, STRING_OPS,
+  DAYS, FIELD_GROUPS, FIELD_HINTS, MAX_CONDITIONS, MAX_DEPTH, MAX_FIELD_NAME_CHARS, MAX_VALUE_CHARS, NUMBER_OPS, OP_LABELS, STRING_OPS,
   catalogue, defaultValue, valueKind, valueProblem,
 } from './trigger-model.js';
 
@@ -112,7 +112,7 @@ export class ConditionBuilder {
     const fieldSel = h('select', { class: 'ws-input cb-field', onchange: () => this.setField(cond, fieldSel.value) });
     this.fillFields(fieldSel, cond.field);
     const opSel = h('select', { class: 'ws-input cb-op', onchange: () => this.setOp(cond, opSel.value) });
-    const name = h('input', { class: 'ws-input cb-name', type: 'text', maxlength: '100', autocomplete: 'off', spellcheck: 'false', oninput: () => { cond.name = name.value; this.onChange(); } });
+    const name = h('input', { class: 'ws-input cb-name', type: 'text', maxlength: String(MAX_FIELD_NAME_CHARS), autocomplete: 'off', spellcheck: 'false', oninput: () => { cond.name = name.value; this.onChange(); } });
     const valueBox = h('span', { class: 'cb-value' });
     const propToggle = h('button', { type: 'button', class: 'btn btn-xs cb-prop-toggle', onclick: () => this.toggleProperty(cond) });
     const propRow = h('div', { class: 'cb-prop' });
@@ -178,7 +178,7 @@ export class ConditionBuilder {
     }
     const p = cond.property;
     const ops = propertyOps(this.cat);
-    const name = h('input', { class: 'ws-input cb-prop-name', type: 'text', maxlength: '100', placeholder: 'property name', autocomplete: 'off', spellcheck: 'false', value: p.name || '', oninput: () => { p.name = name.value; this.onChange(); } });
+    const name = h('input', { class: 'ws-input cb-prop-name', type: 'text', maxlength: String(MAX_FIELD_NAME_CHARS), placeholder: 'property name', autocomplete: 'off', spellcheck: 'false', value: p.name || '', oninput: () => { p.name = name.value; this.onChange(); } });
     const op = h('select', { class: 'ws-input cb-prop-op' }, ops.map((o) => h('option', { value: o, text: OP_LABELS[o] || o })));
     op.value = p.op;
     const valueBox = h('span', { class: 'cb-value' });
@@ -214,7 +214,7 @@ export class ConditionBuilder {
       case 'text':
       case 'regex': {
         const input = h('input', {
-          class: `ws-input cb-text${kind === 'regex' ? ' ws-mono' : ''}`, type: 'text', maxlength: '2000', autocomplete: 'off', spellcheck: 'false',
+          class: `ws-input cb-text${kind === 'regex' ? ' ws-mono' : ''}`, type: 'text', maxlength: String(MAX_VALUE_CHARS), autocomplete: 'off', spellcheck: 'false',
           placeholder: kind === 'regex' ? '^/pricing(/|$)' : hints.placeholder || '', list: hints.suggest ? this.suggestions(field, hints.suggest) : null, 'data-label': 'Value',
           oninput: () => onValue(input.value),
         });

@@ -14,7 +14,10 @@ import { confirmDialog } from './dialogs.js';
 import { ConditionBuilder } from './condition-builder.js';
 import { MessageSection } from './trigger-message.js';
 import './pl-trigger-matches.js';
-import { LIMIT_MODES, UNITS, describePath, forServer, newTrigger, pathStartsWith, splitDuration, splitError } from './trigger-model.js';
+import {
+  LIMIT_MODES, MAX_COOLDOWN_SECS, MAX_GOAL_WINDOW_SECS, MAX_NAME_CHARS, UNITS, describePath, forServer, humanDuration, newTrigger,
+  pathStartsWith, splitDuration, splitError,
+} from './trigger-model.js';
 import { editLink, errorText, siteLink, statsLink, triggersApi } from './triggers-api.js';
 
 const I32 = 2147483647;
@@ -79,13 +82,13 @@ class PlTriggerEditor extends HTMLElement {
     this.statsLink = h('a', { id: 'tr-stats-link', class: 'btn btn-sm', text: 'Stats', hidden: true });
 
     this.f = {
-      name: h('input', { id: 'tr-name', class: 'ws-input', type: 'text', maxlength: '200', required: true, 'data-path': 'name', placeholder: 'Spring pricing offer', oninput: changed }),
+      name: h('input', { id: 'tr-name', class: 'ws-input', type: 'text', maxlength: String(MAX_NAME_CHARS), required: true, 'data-path': 'name', placeholder: 'Spring pricing offer', oninput: changed }),
       priority: h('input', { id: 'tr-priority', class: 'ws-input ws-num', type: 'number', step: '1', 'data-path': 'priority', oninput: changed }),
       enabled: h('input', { id: 'tr-enabled', type: 'checkbox', role: 'switch', 'data-path': 'enabled', onchange: changed }),
       limit: h('select', { id: 'tr-limit', class: 'ws-input', 'data-path': 'limit', onchange: () => { this.renderLimit(); changed(); } },
         LIMIT_MODES.map(([v, t]) => h('option', { value: v, text: t }))),
       goalOn: h('input', { id: 'tr-goal-on', type: 'checkbox', 'data-path': 'goal', onchange: () => { this.renderGoal(); changed(); } }),
-      goalEvent: h('input', { id: 'tr-goal-event', class: 'ws-input', type: 'text', maxlength: '100', 'data-path': 'goal.event', placeholder: 'purchase', autocomplete: 'off', spellcheck: 'false', oninput: changed }),
+      goalEvent: h('input', { id: 'tr-goal-event', class: 'ws-input', type: 'text', maxlength: '64', 'data-path': 'goal.event', placeholder: 'purchase', autocomplete: 'off', spellcheck: 'false', oninput: changed }),
     };
     this.cooldown = durationControl('tr-cooldown', 'limit.cooldown_secs', changed);
     this.goalWindow = durationControl('tr-goal-window', 'goal.window_secs', changed);
@@ -235,10 +238,14 @@ class PlTriggerEditor extends HTMLElement {
     const p = Number(f.priority.value);
     if (f.priority.value.trim() === '' || !Number.isInteger(p) || Math.abs(p) > I32) out.push({ path: 'priority', text: 'the priority is a whole number' });
     out.push(...this.builder.problems(), ...this.message.problems());
-    if (f.limit.value === 'cooldown' && !(this.cooldown.get() >= 1)) out.push({ path: 'limit.cooldown_secs', text: 'enter how long to wait between messages' });
+    const cooldown = this.cooldown.get();
+    if (f.limit.value === 'cooldown' && !(cooldown >= 1 && cooldown <= MAX_COOLDOWN_SECS)) {
+      out.push({ path: 'limit.cooldown_secs', text: `enter how long to wait between messages (at most ${humanDuration(MAX_COOLDOWN_SECS)})` });
+    }
     if (f.goalOn.checked) {
+      const span = this.goalWindow.get();
       if (!f.goalEvent.value.trim()) out.push({ path: 'goal.event', text: 'enter the event name' });
-      if (!(this.goalWindow.get() >= 1)) out.push({ path: 'goal.window_secs', text: 'enter how long the goal counts' });
+      if (!(span >= 1 && span <= MAX_GOAL_WINDOW_SECS)) out.push({ path: 'goal.window_secs', text: `enter how long the goal counts (at most ${humanDuration(MAX_GOAL_WINDOW_SECS)})` });
     }
     return out;
   }

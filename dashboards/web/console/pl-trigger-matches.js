@@ -220,9 +220,9 @@ class PlTriggerMatches extends HTMLElement {
       result.replaceChildren('Sent. ', id != null ? h('a', { href: `#/inbox/${encodeURIComponent(String(id))}`, text: `Conversation #${id}` }) : null);
       result.dataset.kind = 'ok';
     } catch (err) {
-      result.textContent = err.status === 404 ? 'Not sent: the visitor is no longer live.'
-        : err.status === 409 ? 'Not sent: the visitor is blocked.'
-        : `Not sent: ${errorText(err)}`;
+      // 404: the visitor left (or the trigger or variant is gone); 409: blocked or
+      // already chatting. The server's message says which.
+      result.textContent = `Not sent: ${errorText(err)}`;
       result.dataset.kind = 'error';
     } finally {
       button.disabled = false;

@@ -7,7 +7,7 @@
 import { agents } from './agents.js';
 import { h } from './dom.js';
 import { visitorLabel } from './format.js';
-import { MAX_VARIANTS, nextVariantKey, shares, variantLabel } from './trigger-model.js';
+import { MAX_MESSAGE_CHARS, MAX_VARIANTS, MAX_WEIGHT, nextVariantKey, shares, splitError, variantLabel } from './trigger-model.js';
 import { triggersApi } from './triggers-api.js';
 
 const RENDER_DELAY = 400; // ms after the last keystroke
@@ -89,7 +89,7 @@ export class MessageSection {
     this.variants.forEach(({ ui }, i) => {
       if (ui.author.value === 'bot' && !ui.bot.value.trim()) out.push({ path: `variants[${i}].author`, text: 'enter the name the message is sent as' });
       if (!ui.text.value.trim()) out.push({ path: `variants[${i}].text`, text: 'write the message' });
-      if (this.variants.length > 1 && !isInt(ui.weight.value, 1, 1000)) out.push({ path: `variants[${i}].weight`, text: 'the weight is a whole number from 1 to 1000' });
+      if (this.variants.length > 1 && !isInt(ui.weight.value, 1, MAX_WEIGHT)) out.push({ path: `variants[${i}].weight`, text: `the weight is a whole number from 1 to ${MAX_WEIGHT}` });
     });
     if (!isInt(this.control.value, 0, 90)) out.push({ path: 'control_percent', text: 'the control group is a whole percentage from 0 to 90' });
     if (!isInt(this.delay.value, 0, 3600)) out.push({ path: 'delay_secs', text: 'the delay is a whole number of seconds from 0 to 3600' });
@@ -102,9 +102,9 @@ export class MessageSection {
     const v = { data, render: { timer: 0, ctrl: null, seq: 0 } };
     const author = h('select', { class: 'ws-input tv-author', onchange: () => { this.syncBot(v); this.renderOne(v); this.onChange(); } });
     const bot = h('input', { class: 'ws-input tv-bot', type: 'text', maxlength: '100', placeholder: 'Bot name', 'aria-label': 'Bot name', oninput: () => this.onChange() });
-    const text = h('textarea', { class: 'ws-input tv-text', rows: '3', maxlength: '4000', placeholder: 'Hi {first_name|there}! Anything I can help you with?', oninput: () => { this.scheduleRender(v); this.onChange(); } });
+    const text = h('textarea', { class: 'ws-input tv-text', rows: '3', maxlength: String(MAX_MESSAGE_CHARS), placeholder: 'Hi {first_name|there}! Anything I can help you with?', oninput: () => { this.scheduleRender(v); this.onChange(); } });
     const insert = h('select', { class: 'ws-input tv-insert', onchange: () => this.insertPlaceholder(v) });
-    const weight = h('input', { class: 'ws-input ws-num tv-weight', type: 'number', min: '1', max: '1000', step: '1', oninput: () => { this.renderShares(); this.onChange(); } });
+    const weight = h('input', { class: 'ws-input ws-num tv-weight', type: 'number', min: '1', max: String(MAX_WEIGHT), step: '1', oninput: () => { this.renderShares(); this.onChange(); } });
     const remove = h('button', { type: 'button', class: 'btn btn-xs btn-danger-ghost tv-remove', text: 'Remove', onclick: () => this.removeVariant(v) });
     const title = h('span', { class: 'tv-title' });
     const share = h('span', { class: 'tv-share ws-hint' });
@@ -271,7 +271,8 @@ export class MessageSection {
       out.textContent = res && typeof res.text === 'string' ? res.text : '';
     } catch (err) {
       if (err.name === 'AbortError' || seq !== v.render.seq) return;
-      out.textContent = err.status === 404 && body.visitor_id ? 'That visitor has left: pick another one.' : err.message;
+      // A 400 names the path "text" (the body's field): the message alone is clearer here.
+      out.textContent = err.status === 404 && body.visitor_id ? 'That visitor has left: pick another one.' : splitError(err.message).text;
       v.ui.previewBox.dataset.state = 'error';
     }
   }

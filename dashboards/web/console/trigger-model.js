@@ -67,7 +67,7 @@ export const FIELD_HINTS = {
   utm_source: { placeholder: 'ads' },
   country: { placeholder: 'CZ' },
   language: { placeholder: 'cs' },
-  device: { suggest: ['pc', 'smartphone', 'mobilephone', 'appliance', 'crawler'] },
+  device: { suggest: ['desktop', 'mobile', 'tablet', 'feature_phone', 'appliance', 'crawler', 'unknown'] },
   browser: { suggest: ['Chrome', 'Firefox', 'Safari', 'Edge', 'Opera'] },
   os: { suggest: ['Windows 10', 'Mac OSX', 'iOS', 'Android', 'Linux'] },
 };
@@ -130,6 +130,15 @@ export function valueProblem(kind, value) {
   }
 }
 
+// Limits the engine enforces (engage/src/triggers/model.rs, conditions.rs);
+// the server's validation stays the authority.
+export const MAX_NAME_CHARS = 100;
+export const MAX_MESSAGE_CHARS = 2000;
+export const MAX_WEIGHT = 100;
+export const MAX_VALUE_CHARS = 500;
+export const MAX_FIELD_NAME_CHARS = 64;
+export const MAX_GOAL_WINDOW_SECS = 30 * 86400;
+export const MAX_COOLDOWN_SECS = 365 * 86400;
 export const MAX_VARIANTS = 5;
 export const MAX_CONDITIONS = 50;
 export const MAX_DEPTH = 5;
