@@ -150,8 +150,9 @@ class PlTriggerMatches extends HTMLElement {
   // Re-ask every REFRESH ms while the editor is on screen and the tab visible.
   schedule() {
     clearTimeout(this.timer);
+    if (!this.isConnected) return;
     this.timer = setTimeout(() => {
-      if (this.isConnected && document.visibilityState === 'visible') this.run();
+      if (document.visibilityState === 'visible') this.run();
       else this.schedule();
     }, REFRESH);
   }

@@ -42,6 +42,20 @@ export const triggersApi = {
   },
 };
 
+// A trigger's name for "started by trigger …" (null when it is gone or not
+// readable), asked once per trigger.
+const names = new Map();
+export function triggerName(site, id) {
+  const key = `${site}\n${id}`;
+  if (!names.has(key)) {
+    names.set(key, triggersApi.get(site, id).then((t) => (t && typeof t.name === 'string' && t.name) || null, () => {
+      names.delete(key);
+      return null;
+    }));
+  }
+  return names.get(key);
+}
+
 export function siteLink(site) {
   return `#/triggers/${encodeURIComponent(site)}`;
 }
