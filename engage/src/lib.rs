@@ -10,6 +10,9 @@
 //!   ([`Attachments`]), assignment, resolve and rating, blocking, visitor credentials, the
 //!   inbox, and an event bus for the live channels. Card numbers are masked
 //!   ([`mask_card_numbers`]) before any text is stored.
+//! - [`Triggers`] is the proactive-message engine (issue 4): triggers evaluated against the
+//!   live presence table on every beacon and on time-based wake-ups, with limits, A/B
+//!   variants and funnel statistics.
 
 mod accounts;
 mod attachments;
@@ -22,6 +25,7 @@ mod model;
 mod profiles;
 mod redb_store;
 mod store;
+pub mod triggers;
 pub mod webhooks;
 pub mod widget;
 
@@ -35,7 +39,7 @@ pub use conversations::{
     AppendOutcome, Author, Block, Content, Conversation, ConversationEvent, ConversationOrigin,
     ConversationState, ConversationWrite, Conversations, InboxCounts, InboxFilter, InboxTab,
     Message, MessageBody, NewConversation, NewMessage, Party, PreChat, Rating, StartDetails,
-    SystemEvent, TabCount, VisitorRef, WriteOutcome,
+    SystemEvent, TabCount, TriggerMessage, VisitorRef, WriteOutcome,
 };
 pub use error::{AccountError, ConversationError, StoreError};
 pub use ingest::{Ingest, IngestOutcome};
@@ -47,5 +51,6 @@ pub use model::{
 pub use profiles::{ProfileWriter, ProfileWriterConfig, VisitorNumbers};
 pub use redb_store::{DB_FILE_NAME, RedbStore};
 pub use store::Store;
+pub use triggers::{Trigger, TriggerContext, TriggerError, TriggerEvent, Triggers};
 pub use webhooks::{Delivery, NewWebhook, Webhook, WebhookEvent};
 pub use widget::{Availability, AvailabilityMode, Lead, NewLead, WidgetSettings, availability};
