@@ -887,6 +887,12 @@ mod tests {
         async fn create_trigger(&self, trigger: Trigger) -> Result<Trigger, StoreError> {
             self.inner.create_trigger(trigger).await
         }
+        async fn create_triggers(
+            &self,
+            triggers: Vec<Trigger>,
+        ) -> Result<Vec<Trigger>, StoreError> {
+            self.inner.create_triggers(triggers).await
+        }
         async fn trigger(&self, site: &str, id: u64) -> Result<Option<Trigger>, StoreError> {
             self.inner.trigger(site, id).await
         }

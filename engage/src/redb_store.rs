@@ -1134,6 +1134,25 @@ impl Store for RedbStore {
         .await
     }
 
+    async fn create_triggers(&self, triggers: Vec<Trigger>) -> Result<Vec<Trigger>, StoreError> {
+        self.write_durable(move |txn| {
+            let mut table = txn.open_table(TRIGGERS).db()?;
+            let mut stored = Vec::with_capacity(triggers.len());
+            for mut trigger in triggers {
+                trigger.id = next_id(txn, META_NEXT_TRIGGER_ID)?;
+                table
+                    .insert(
+                        (trigger.site.as_str(), trigger.id),
+                        encode(&trigger)?.as_slice(),
+                    )
+                    .db()?;
+                stored.push(trigger);
+            }
+            Ok(stored)
+        })
+        .await
+    }
+
     async fn trigger(&self, site: &str, id: u64) -> Result<Option<Trigger>, StoreError> {
         self.read(|txn| {
             let table = txn.open_table(TRIGGERS).db()?;

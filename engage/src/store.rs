@@ -273,6 +273,9 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// Stores a new trigger under a fresh id (ids are never reused) and returns it with the id.
     async fn create_trigger(&self, trigger: Trigger) -> Result<Trigger, StoreError>;
 
+    /// [`Store::create_trigger`] for many triggers in one transaction (an import).
+    async fn create_triggers(&self, triggers: Vec<Trigger>) -> Result<Vec<Trigger>, StoreError>;
+
     async fn trigger(&self, site: &str, id: u64) -> Result<Option<Trigger>, StoreError>;
 
     /// Every trigger of a site, in id order.

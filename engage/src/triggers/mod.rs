@@ -345,7 +345,38 @@ impl Triggers {
         self.validate(site, &trigger).await?;
         let _edit = self.edits.lock().await;
         let stored = self.store.create_trigger(trigger).await?;
-        self.install(site, Some(&stored), None)?;
+        self.install(site, std::slice::from_ref(&stored), None)?;
+        Ok(stored)
+    }
+
+    /// Validates and stores many new triggers at once (an import): one transaction and one
+    /// rebuild of the site's rule set. Nothing is stored if any is invalid; the error's path
+    /// starts with the trigger's index (`[3].conditions.all[0].op: ...`).
+    pub async fn create_many(
+        &self,
+        site: &str,
+        triggers: Vec<Trigger>,
+    ) -> Result<Vec<Trigger>, TriggerError> {
+        let now = self.clock.now_ms();
+        let mut checked = Vec::with_capacity(triggers.len());
+        for (index, mut trigger) in triggers.into_iter().enumerate() {
+            trigger.id = 0;
+            trigger.site = site.to_owned();
+            trigger.created_ms = now;
+            trigger.updated_ms = now;
+            self.validate(site, &trigger)
+                .await
+                .map_err(|error| match error {
+                    TriggerError::Invalid(message) => {
+                        TriggerError::Invalid(format!("[{index}].{message}"))
+                    }
+                    other => other,
+                })?;
+            checked.push(trigger);
+        }
+        let _edit = self.edits.lock().await;
+        let stored = self.store.create_triggers(checked).await?;
+        self.install(site, &stored, None)?;
         Ok(stored)
     }
 
@@ -364,7 +395,7 @@ impl Triggers {
         trigger.created_ms = current.created_ms;
         trigger.updated_ms = self.clock.now_ms().max(current.updated_ms);
         self.store.update_trigger(&trigger).await?;
-        self.install(site, Some(&trigger), None)?;
+        self.install(site, std::slice::from_ref(&trigger), None)?;
         Ok(trigger)
     }
 
@@ -386,7 +417,7 @@ impl Triggers {
         }
         trigger.updated_ms = self.clock.now_ms().max(trigger.updated_ms);
         self.store.update_trigger(&trigger).await?;
-        self.install(site, Some(&trigger), None)?;
+        self.install(site, std::slice::from_ref(&trigger), None)?;
         Ok(trigger)
     }
 
@@ -396,7 +427,7 @@ impl Triggers {
         if !self.store.delete_trigger(site, id).await? {
             return Err(not_found_trigger(id));
         }
-        self.install(site, None, Some(id))?;
+        self.install(site, &[], Some(id))?;
         Ok(())
     }
 
@@ -404,12 +435,13 @@ impl Triggers {
     fn install(
         &self,
         site: &str,
-        changed: Option<&Trigger>,
+        changed: &[Trigger],
         removed: Option<u64>,
     ) -> Result<(), TriggerError> {
         let compiled = changed
+            .iter()
             .map(|trigger| CompiledTrigger::new(trigger.clone()).map(Arc::new))
-            .transpose()?;
+            .collect::<Result<Vec<_>, _>>()?;
         let state = {
             let mut sites = self.sites.write();
             match sites.get(site) {
@@ -428,7 +460,7 @@ impl Triggers {
             .values()
             .filter(|trigger| {
                 Some(trigger.id()) != removed
-                    && compiled.as_ref().is_none_or(|new| new.id() != trigger.id())
+                    && !compiled.iter().any(|new| new.id() == trigger.id())
             })
             .cloned()
             .collect();

@@ -1027,6 +1027,32 @@ async fn crud_edits_take_effect_at_once() {
     assert_eq!(h.fires(), [("v5".into(), second.id, Some("a".into()))]);
 }
 
+#[tokio::test]
+async fn many_triggers_are_created_at_once_or_not_at_all() {
+    let mut h = Harness::new().await;
+    let batch: Vec<Trigger> = (0..3)
+        .map(|i| {
+            Trigger::from_json(&body(&format!("t{i}"), url_contains(&format!("/p{i}")))).unwrap()
+        })
+        .collect();
+    let mut bad = batch.clone();
+    bad[1].delay_secs = 9999;
+    assert_eq!(
+        h.triggers
+            .create_many(SITE, bad)
+            .await
+            .unwrap_err()
+            .to_string(),
+        "[1].delay_secs: 0 to 3600 seconds"
+    );
+    assert!(h.triggers.list(SITE).await.unwrap().is_empty());
+    let stored = h.triggers.create_many(SITE, batch).await.unwrap();
+    assert_eq!(stored.len(), 3);
+    assert!(stored.windows(2).all(|pair| pair[0].id < pair[1].id));
+    h.page("v", "https://shop.example/p2").await;
+    assert_eq!(h.fires(), [("v".into(), stored[2].id, Some("a".into()))]);
+}
+
 // Firing rules.
 
 #[tokio::test]
