@@ -1206,18 +1206,25 @@ impl Triggers {
     }
 
     /// [`Triggers::matches_now`] for a draft that is not saved. Only the conditions are
-    /// checked (a draft may lack a message yet); errors name the JSON path.
+    /// checked (a draft may lack a message yet); errors name the JSON path. A draft whose `id`
+    /// is a saved trigger of the site (an edit) is judged with that trigger's fire history,
+    /// so its limit leaves out visitors it already reached; any other id counts as new.
     pub async fn preview(&self, site: &str, draft: Trigger) -> Result<Matches, TriggerError> {
         let root = conditions::compile(&draft.conditions)?;
-        let compiled = CompiledTrigger {
-            trigger: Trigger { id: 0, ..draft },
-            root,
-            templates: Vec::new(),
-            goal_event: None,
-        };
         let state = match self.site_state(site) {
             Some(state) => state,
             None => Arc::new(SiteState::new(site.into(), SiteRules::default())),
+        };
+        let id = if state.rules().by_id.contains_key(&draft.id) {
+            draft.id
+        } else {
+            0
+        };
+        let compiled = CompiledTrigger {
+            trigger: Trigger { id, ..draft },
+            root,
+            templates: Vec::new(),
+            goal_event: None,
         };
         Ok(self.matching(&state, &compiled).await)
     }
@@ -1225,24 +1232,30 @@ impl Triggers {
     async fn matching(&self, state: &SiteState, trigger: &CompiledTrigger) -> Matches {
         let widget = self.widget_state(state).await;
         let wall_ms = self.clock.now_ms();
-        let within_hours = || availability(&widget.settings, wall_ms, true).within_hours;
-        let online = || self.context.agents_online(&state.key);
-        let env = Env::new(
-            self.presence.now_ms(),
-            wall_ms,
-            widget.tz,
-            &within_hours,
-            &online,
-        );
-        let mut holding: Vec<(String, u32)> = Vec::new();
-        self.presence.for_each_visitor(&state.key, |view| {
-            if self.visitor_may_receive(&state.key, view)
-                && trigger.root.eval(view, &env) == Truth::Now
-                && launcher_shows(&widget, view, &env)
-            {
-                holding.push((view.id().to_owned(), view.visits()));
-            }
-        });
+        // The evaluation environment is neither `Send` nor `Sync` (lazy cells, borrowed
+        // closures): it must be gone before the history reads below await, or the future
+        // could not run on a multi-threaded runtime (the API handlers).
+        let holding: Vec<(String, u32)> = {
+            let within_hours = || availability(&widget.settings, wall_ms, true).within_hours;
+            let online = || self.context.agents_online(&state.key);
+            let env = Env::new(
+                self.presence.now_ms(),
+                wall_ms,
+                widget.tz,
+                &within_hours,
+                &online,
+            );
+            let mut holding = Vec::new();
+            self.presence.for_each_visitor(&state.key, |view| {
+                if self.visitor_may_receive(&state.key, view)
+                    && trigger.root.eval(view, &env) == Truth::Now
+                    && launcher_shows(&widget, view, &env)
+                {
+                    holding.push((view.id().to_owned(), view.visits()));
+                }
+            });
+            holding
+        };
         let mut matched = Vec::new();
         for (visitor_id, visits) in holding {
             let history = if trigger.id() == 0 {
