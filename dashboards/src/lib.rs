@@ -21,6 +21,7 @@ pub mod live;
 pub mod metrics;
 pub mod server;
 pub mod state;
+pub mod triggers_api;
 pub mod webhooks;
 pub mod widget_api;
 pub mod wire;

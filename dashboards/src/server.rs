@@ -1,5 +1,5 @@
 //! Building the application and running it: the router with all middleware in one place, the
-//! background tasks (expiry sweep, live pusher, demo simulator, profile writes), and graceful
+//! background tasks (expiry sweep, live pusher, demo simulator, profile writes, triggers), and graceful
 //! shutdown that stops them all and flushes what is pending.
 
 use std::net::SocketAddr;
@@ -10,7 +10,7 @@ use anyhow::Context as _;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{delete, get, post};
-use engage::{Accounts, AccountsConfig, Conversations, Ingest, RedbStore, Store};
+use engage::{Accounts, AccountsConfig, Conversations, Ingest, RedbStore, Store, Triggers};
 use geoip::{Enricher, GeoDb};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
@@ -20,7 +20,7 @@ use tracker::{Presence, SystemClock};
 use crate::config::Settings;
 use crate::live::{self, LiveHub};
 use crate::metrics::Metrics;
-use crate::state::{App, AppState, SiteDirectory};
+use crate::state::{AgentPresence, AgentsOnline, App, AppState, SiteDirectory};
 use crate::{api, assets, beacon, chat, demo};
 
 /// JSON bodies of the console API are small; this caps what a handler will buffer.
@@ -46,6 +46,7 @@ pub fn router(state: AppState) -> Router {
         .merge(crate::conversations_api::routes())
         .merge(crate::webhooks::routes())
         .merge(crate::widget_api::routes())
+        .merge(crate::triggers_api::routes())
         .layer(DefaultBodyLimit::max(API_BODY_LIMIT));
     Router::new()
         // The beacon handler enforces its own (configurable) body limit with a clear 413.
@@ -137,12 +138,25 @@ impl Server {
             )
             .await?,
         );
+        // Agent presence is created here, before the state, because the trigger engine asks
+        // it whether anyone is online (the `agents_online` condition).
+        let agent_presence = AgentPresence::default();
+        let triggers = Triggers::start(
+            Arc::clone(&presence),
+            Arc::clone(&store),
+            Arc::clone(&conversations),
+            Arc::clone(&clock),
+            Arc::new(AgentsOnline(agent_presence.clone())),
+        )
+        .await
+        .context("loading triggers")?;
         let ingest = Ingest::start(
             Arc::clone(&presence),
             Arc::clone(&store),
             Arc::clone(&conversations),
         )
-        .await?;
+        .await?
+        .with_triggers(Arc::clone(&triggers));
         let sites = SiteDirectory::default();
         if settings.demo {
             demo::ensure_demo(&accounts, &settings).await?;
@@ -161,6 +175,7 @@ impl Server {
             accounts,
             ingest,
             conversations,
+            triggers,
             sites,
             metrics: Metrics::new(),
             live: LiveHub::default(),
@@ -168,10 +183,13 @@ impl Server {
             beacon_ok_body,
             shutdown,
             clock,
-            agent_presence: crate::state::AgentPresence::default(),
+            agent_presence,
             leads: tokio::sync::broadcast::channel(256).0,
         }));
 
+        // Time-based wake-ups, the write-behind of fire records and counters, and "seen" /
+        // "replied" from the conversation events; stopped by `Server::shutdown`.
+        state.triggers.spawn_tasks();
         let mut tasks = vec![
             tokio::spawn(run_sweeper(state.clone())),
             tokio::spawn(live::run_pusher(state.clone(), state.shutdown.subscribe())),
@@ -202,7 +220,7 @@ impl Server {
     }
 
     /// Stops accepting requests, ends the background tasks and open sockets, and writes every
-    /// pending profile update to the store.
+    /// pending profile update, trigger fire record and trigger counter to the store.
     pub async fn shutdown(self) -> anyhow::Result<()> {
         self.state.shutdown.send_replace(true);
         match tokio::time::timeout(Duration::from_secs(10), self.serve).await {
@@ -212,6 +230,13 @@ impl Server {
         for task in self.tasks {
             let _ = task.await;
         }
+        // No beacon arrives any more: stop the trigger tasks and write pending fire records
+        // and counters.
+        self.state
+            .triggers
+            .shutdown()
+            .await
+            .context("flushing trigger statistics")?;
         self.state
             .ingest
             .shutdown()

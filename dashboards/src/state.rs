@@ -4,7 +4,9 @@ use std::collections::HashMap;
 use std::ops::Deref;
 use std::sync::Arc;
 
-use engage::{Accounts, Agent, Clock, Conversations, Ingest, Lead, Site, Store};
+use engage::{
+    Accounts, Agent, Clock, Conversations, Ingest, Lead, Site, Store, TriggerContext, Triggers,
+};
 use parking_lot::{Mutex, RwLock};
 use serde::{Deserialize, Serialize};
 use tracker::Presence;
@@ -32,6 +34,8 @@ pub struct App {
     pub accounts: Accounts,
     pub ingest: Ingest,
     pub conversations: Arc<Conversations>,
+    /// The trigger engine (issue 4); `ingest` hands it every recorded beacon.
+    pub triggers: Arc<Triggers>,
     pub sites: SiteDirectory,
     pub metrics: Metrics,
     pub live: LiveHub,
@@ -110,6 +114,23 @@ impl AgentPresence {
                 && agent.can_access(site_key)
                 && inner.statuses.get(id).copied().unwrap_or_default() == AgentStatus::Online
         })
+    }
+}
+
+/// What the trigger engine asks the dashboards: whether an agent is online for a site, as the
+/// widget's availability counts them.
+#[derive(Clone)]
+pub struct AgentsOnline(pub AgentPresence);
+
+impl std::fmt::Debug for AgentsOnline {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("AgentsOnline")
+    }
+}
+
+impl TriggerContext for AgentsOnline {
+    fn agents_online(&self, site: &str) -> bool {
+        self.0.any_online(site)
     }
 }
 

@@ -200,6 +200,8 @@ pub async fn put_widget(
         .store
         .put_widget_settings(&site.key, &settings)
         .await?;
+    // Triggers fire only where the launcher shows: they must see the new rules at once.
+    state.triggers.reload_widget_settings(&site.key).await;
     Ok(Json(
         json!({ "settings": settings, "embed": embed_for(&headers, &site.key) }),
     ))

@@ -12,5 +12,6 @@ mod console_scale;
 mod conversations;
 mod live;
 mod openapi;
+mod triggers;
 mod webhooks;
 mod widget_hours;
