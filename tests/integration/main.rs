@@ -13,5 +13,6 @@ mod conversations;
 mod live;
 mod openapi;
 mod triggers;
+mod triggers_browser;
 mod webhooks;
 mod widget_hours;

@@ -67,10 +67,6 @@ fn ids(body: &Value) -> BTreeSet<String> {
         .collect()
 }
 
-fn set(items: &[&str]) -> BTreeSet<String> {
-    items.iter().map(|item| (*item).to_owned()).collect()
-}
-
 /// Waits until the presence flags show the visitor on chat (the presence sync task follows
 /// the conversation events).
 async fn wait_on_chat(app: &TestApp, visitor: &str) {
