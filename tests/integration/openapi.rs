@@ -38,6 +38,7 @@ async fn every_documented_console_endpoint_exists_and_needs_credentials() {
                 "get" => app.http.get(&url),
                 "post" => app.http.post(&url).json(&serde_json::json!({})),
                 "put" => app.http.put(&url).json(&serde_json::json!({})),
+                "patch" => app.http.patch(&url).json(&serde_json::json!({})),
                 "delete" => app.http.delete(&url),
                 other => panic!("unexpected method {other} for {path}"),
             };
