@@ -601,6 +601,37 @@ async fn who_matches_right_now_is_exactly_who_the_engine_fires_for() {
         }
     }
     assert_eq!(fired, expected);
+    // /metrics counts them (a task follows the engine's events) and shows the pending
+    // wake-ups (none: no condition here depends on time).
+    let want = format!(
+        "porchlight_trigger_events_total{{event=\"fired\"}} {}",
+        expected.len()
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let metrics = app
+            .http
+            .get(app.url("/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        if metrics.lines().any(|line| line == want) {
+            assert!(
+                metrics
+                    .lines()
+                    .any(|line| line == "porchlight_trigger_wakeups_pending 0")
+            );
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no {want:?} in /metrics:\n{metrics}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 
     // Once per visitor: nobody matches any more, and the preview of the saved trigger knows;
     // the same conditions as a new trigger would still reach them.
