@@ -87,6 +87,10 @@ use rules::{CompiledTrigger, SiteRules};
 use stats::{Recorder, Step};
 use timers::{Due, Timers};
 
+/// The hasher of the engine's per-beacon maps: keyed and seeded per map, much faster than
+/// SipHash on the short strings (site keys, visitor ids) looked up on every beacon.
+pub(crate) type FastHash = foldhash::quality::RandomState;
+
 use crate::clock::Clock;
 use crate::conversations::{
     Author, ConversationEvent, ConversationOrigin, Conversations, StartDetails, TriggerMessage,
@@ -176,7 +180,7 @@ struct SiteState {
     widget: RwLock<Option<Arc<WidgetState>>>,
     /// Fire records of visitors evaluated lately (loaded on first need, dropped when the
     /// visitor leaves memory), so limits are judged without a store read per beacon.
-    fires: DashMap<Box<str>, Vec<FireRecord>>,
+    fires: DashMap<Box<str>, Vec<FireRecord>, FastHash>,
 }
 
 impl SiteState {
@@ -185,7 +189,7 @@ impl SiteState {
             key,
             rules: RwLock::new(Arc::new(rules)),
             widget: RwLock::new(None),
-            fires: DashMap::new(),
+            fires: DashMap::with_hasher(FastHash::default()),
         }
     }
 
@@ -219,7 +223,7 @@ pub struct Triggers {
     conversations: Arc<Conversations>,
     clock: Arc<dyn Clock>,
     context: Arc<dyn TriggerContext>,
-    sites: RwLock<HashMap<Arc<str>, Arc<SiteState>>>,
+    sites: RwLock<HashMap<Arc<str>, Arc<SiteState>, FastHash>>,
     timers: Timers,
     recorder: Recorder,
     events: broadcast::Sender<TriggerEvent>,
@@ -1008,26 +1012,22 @@ impl Triggers {
                 return Vec::new();
             }
         };
-        for record in &mut records {
-            if let Some(pending) =
-                self.recorder
-                    .pending_fire(&state.key, visitor_id, record.trigger_id)
+        // Records not written yet are newer than the stored ones.
+        for pending in self.recorder.pending_fires(&state.key, visitor_id) {
+            match records
+                .iter_mut()
+                .find(|record| record.trigger_id == pending.trigger_id)
             {
-                *record = pending;
+                Some(record) => *record = pending,
+                None => records.push(pending),
             }
         }
-        let mut entry = state.fires.entry(visitor_id.into()).or_insert(records);
-        // A fire recorded meanwhile is in the cache already and wins; otherwise also pick up
-        // pending records of triggers the store had none for.
-        let rules = state.rules();
-        for id in rules.by_id.keys() {
-            if !entry.iter().any(|record| record.trigger_id == *id)
-                && let Some(pending) = self.recorder.pending_fire(&state.key, visitor_id, *id)
-            {
-                entry.push(pending);
-            }
-        }
-        entry.clone()
+        // A fire recorded meanwhile is in the cache already and wins.
+        state
+            .fires
+            .entry(visitor_id.into())
+            .or_insert(records)
+            .clone()
     }
 
     /// Applies `change` to the visitor's record of the trigger (if there is one) and counts

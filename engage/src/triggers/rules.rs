@@ -28,6 +28,7 @@ use std::sync::Arc;
 use aho_corasick::{AhoCorasick, MatchKind};
 use tracker::VisitorView;
 
+use super::FastHash;
 use super::conditions::{self, Leaf, Node, StrTest, TextField, UrlLiteral, text_value};
 use super::error::TriggerError;
 use super::model::{MAX_MESSAGE_CHARS, Trigger};
@@ -117,7 +118,7 @@ pub(crate) struct SiteRules {
 }
 
 /// Per indexed field, lowercase value → ranks of the triggers requiring it.
-type EqualityIndex = Vec<(TextField, HashMap<Box<str>, Vec<u32>>)>;
+type EqualityIndex = Vec<(TextField, HashMap<Box<str>, Vec<u32>, FastHash>)>;
 
 #[derive(Debug, Default)]
 struct RuleIndex {
@@ -223,7 +224,7 @@ impl RuleIndex {
                     let position = match equal.iter().position(|(known, _)| *known == field) {
                         Some(position) => position,
                         None => {
-                            equal.push((field, HashMap::new()));
+                            equal.push((field, HashMap::default()));
                             equal.len() - 1
                         }
                     };

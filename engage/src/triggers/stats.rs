@@ -173,11 +173,12 @@ pub struct TriggerStats {
 }
 
 type DeltaKey = (String, u64, u32, Option<String>);
-type FireKey = (String, String, u64);
 
 #[derive(Debug, Default)]
 struct Pending {
-    fires: HashMap<FireKey, FireRecord>,
+    /// site → visitor → the visitor's changed records (one per trigger), so a visitor's
+    /// pending records are found with two lookups by `&str` and no allocation.
+    fires: HashMap<String, HashMap<String, Vec<FireRecord>>>,
     counts: HashMap<DeltaKey, Funnel>,
 }
 
@@ -192,12 +193,22 @@ pub(crate) struct Recorder {
 impl Recorder {
     /// Queues the record's current state.
     pub(crate) fn record(&self, record: &FireRecord) {
-        let key = (
-            record.site.clone(),
-            record.visitor_id.clone(),
-            record.trigger_id,
-        );
-        self.pending.lock().fires.insert(key, record.clone());
+        let mut pending = self.pending.lock();
+        let records = match pending.fires.get_mut(&record.site) {
+            Some(visitors) => visitors,
+            None => pending.fires.entry(record.site.clone()).or_default(),
+        };
+        let records = match records.get_mut(&record.visitor_id) {
+            Some(records) => records,
+            None => records.entry(record.visitor_id.clone()).or_default(),
+        };
+        match records
+            .iter_mut()
+            .find(|pending| pending.trigger_id == record.trigger_id)
+        {
+            Some(pending) => *pending = record.clone(),
+            None => records.push(record.clone()),
+        }
     }
 
     /// Counts `step` for the fire `record` describes.
@@ -211,18 +222,15 @@ impl Recorder {
         step.add_to(self.pending.lock().counts.entry(key).or_default());
     }
 
-    /// A fire record not written yet, if any.
-    pub(crate) fn pending_fire(
-        &self,
-        site: &str,
-        visitor_id: &str,
-        trigger_id: u64,
-    ) -> Option<FireRecord> {
+    /// A visitor's fire records not written yet.
+    pub(crate) fn pending_fires(&self, site: &str, visitor_id: &str) -> Vec<FireRecord> {
         self.pending
             .lock()
             .fires
-            .get(&(site.to_owned(), visitor_id.to_owned(), trigger_id))
+            .get(site)
+            .and_then(|visitors| visitors.get(visitor_id))
             .cloned()
+            .unwrap_or_default()
     }
 
     /// Counters not written yet for one trigger, as rows.
@@ -248,7 +256,11 @@ impl Recorder {
         if taken.fires.is_empty() && taken.counts.is_empty() {
             return Ok(());
         }
-        let fires: Vec<FireRecord> = taken.fires.values().cloned().collect();
+        let fires: Vec<FireRecord> = taken
+            .fires
+            .values()
+            .flat_map(|visitors| visitors.values().flatten().cloned())
+            .collect();
         let deltas: Vec<StatsDelta> = taken
             .counts
             .iter()
@@ -262,8 +274,23 @@ impl Recorder {
             .collect();
         if let Err(error) = store.save_trigger_activity(&fires, &deltas).await {
             let mut pending = self.pending.lock();
-            for (key, record) in taken.fires {
-                pending.fires.entry(key).or_insert(record);
+            for (site, visitors) in taken.fires {
+                for (visitor_id, records) in visitors {
+                    let newer = pending
+                        .fires
+                        .entry(site.clone())
+                        .or_default()
+                        .entry(visitor_id)
+                        .or_default();
+                    for record in records {
+                        if !newer
+                            .iter()
+                            .any(|known| known.trigger_id == record.trigger_id)
+                        {
+                            newer.push(record);
+                        }
+                    }
+                }
             }
             for (key, counts) in taken.counts {
                 pending.counts.entry(key).or_default().add(&counts);

@@ -2216,3 +2216,29 @@ fn page_patterns_follow_the_widget() {
         assert_eq!(url_path(url), path);
     }
 }
+
+/// The API's futures must be `Send`: the dashboards run them on a multi-threaded runtime.
+/// (A regression test: `matches_now` once held its non-`Send` evaluation environment across an
+/// await.)
+#[allow(dead_code, clippy::let_underscore_future)]
+fn api_futures_are_send(triggers: &Triggers, beacon: &Beacon<'_>, trigger: Trigger) {
+    fn send<T: Send>(_: T) {}
+    send(triggers.list(SITE));
+    send(triggers.get(SITE, 1));
+    send(triggers.create(SITE, trigger.clone()));
+    send(triggers.create_many(SITE, vec![trigger.clone()]));
+    send(triggers.update(SITE, 1, trigger.clone()));
+    send(triggers.patch(SITE, 1, None, None));
+    send(triggers.delete(SITE, 1));
+    send(triggers.matches_now(SITE, 1));
+    send(triggers.preview(SITE, trigger));
+    send(triggers.test_fire(SITE, 1, "v", None));
+    send(triggers.stats(SITE, 1, 0, 1));
+    send(triggers.totals(SITE, 0, 1));
+    send(triggers.evaluate(SITE, "v"));
+    send(triggers.on_beacon(beacon, false));
+    send(triggers.run_due_timers());
+    send(triggers.reload_widget_settings(SITE));
+    send(triggers.flush());
+    send(triggers.shutdown());
+}

@@ -21,6 +21,8 @@ use std::sync::Arc;
 
 use parking_lot::Mutex;
 
+use super::FastHash;
+
 /// Which visitor a wake-up is for. (Ordered only because heap items contain it; sequence
 /// numbers are unique, so the heap never compares two keys.)
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -49,8 +51,40 @@ struct Slot {
 #[derive(Debug, Default)]
 struct Queue {
     heap: BinaryHeap<Reverse<(i64, u64, Arc<TimerKey>)>>,
-    live: HashMap<Arc<TimerKey>, Slot>,
+    /// site → visitor → the visitor's live entry: looked up by `&str`, never allocating.
+    live: HashMap<Arc<str>, HashMap<Box<str>, Slot, FastHash>, FastHash>,
+    /// Live entries (the sum of the inner maps' lengths).
+    len: usize,
     next_seq: u64,
+}
+
+impl Queue {
+    fn slot(&self, site: &str, visitor_id: &str) -> Option<&Slot> {
+        self.live.get(site)?.get(visitor_id)
+    }
+
+    /// Drops every heap item that is not some visitor's live entry.
+    fn compact(&mut self) {
+        let items = std::mem::take(&mut self.heap).into_vec();
+        let live: Vec<_> = items
+            .into_iter()
+            .filter(|Reverse((_, seq, key))| {
+                self.slot(&key.site, &key.visitor_id)
+                    .is_some_and(|slot| slot.seq == *seq)
+            })
+            .collect();
+        self.heap = BinaryHeap::from(live);
+    }
+
+    fn remove(&mut self, site: &str, visitor_id: &str) -> Option<Slot> {
+        let visitors = self.live.get_mut(site)?;
+        let slot = visitors.remove(visitor_id)?;
+        self.len -= 1;
+        if visitors.is_empty() {
+            self.live.remove(site);
+        }
+        Some(slot)
+    }
 }
 
 /// Pending wake-ups, at most one per visitor.
@@ -72,13 +106,9 @@ impl Timers {
         pages: u32,
         due_ms: i64,
     ) {
-        let key = Arc::new(TimerKey {
-            site: Arc::clone(site),
-            visitor_id: visitor_id.into(),
-        });
         let earliest = {
             let mut queue = self.queue.lock();
-            if let Some(slot) = queue.live.get(&key)
+            if let Some(slot) = queue.slot(site, visitor_id)
                 && slot.visit_tag == visit_tag
                 && slot.pages == pages
                 && slot.due_ms <= due_ms
@@ -91,16 +121,39 @@ impl Timers {
                 .heap
                 .peek()
                 .is_none_or(|Reverse((first, _, _))| due_ms < *first);
-            queue.live.insert(
-                Arc::clone(&key),
-                Slot {
-                    seq,
-                    due_ms,
-                    visit_tag,
-                    pages,
-                },
-            );
+            let slot = Slot {
+                seq,
+                due_ms,
+                visit_tag,
+                pages,
+            };
+            let visitors = match queue.live.get_mut(&**site) {
+                Some(visitors) => visitors,
+                None => queue.live.entry(Arc::clone(site)).or_default(),
+            };
+            let added = match visitors.get_mut(visitor_id) {
+                Some(existing) => {
+                    *existing = slot;
+                    false
+                }
+                None => {
+                    visitors.insert(visitor_id.into(), slot);
+                    true
+                }
+            };
+            if added {
+                queue.len += 1;
+            }
+            let key = Arc::new(TimerKey {
+                site: Arc::clone(site),
+                visitor_id: visitor_id.into(),
+            });
             queue.heap.push(Reverse((due_ms, seq, key)));
+            // Navigation leaves stale items behind until they come due; when they outnumber
+            // the live ones, rebuild the heap from the live entries so it stays O(pending).
+            if queue.heap.len() > 2 * queue.len + 1024 {
+                queue.compact();
+            }
             earliest
         };
         if earliest {
@@ -111,15 +164,11 @@ impl Timers {
     /// Forgets the visitor's wake-up, if any.
     pub(crate) fn cancel(&self, site: &str, visitor_id: &str) {
         let mut queue = self.queue.lock();
-        if queue.live.is_empty() {
+        if queue.len == 0 {
             return;
         }
-        let key = TimerKey {
-            site: site.into(),
-            visitor_id: visitor_id.into(),
-        };
-        queue.live.remove(&key);
-        if queue.live.is_empty() {
+        queue.remove(site, visitor_id);
+        if queue.len == 0 {
             // Nothing live: the stale heap items can go at once.
             queue.heap.clear();
         }
@@ -140,10 +189,10 @@ impl Timers {
             let Some(Reverse((_, _, key))) = queue.heap.pop() else {
                 break;
             };
-            match queue.live.get(&key) {
+            match queue.slot(&key.site, &key.visitor_id) {
                 Some(slot) if slot.seq == seq => {
                     let slot = *slot;
-                    queue.live.remove(&key);
+                    queue.remove(&key.site, &key.visitor_id);
                     due.push(Due {
                         key,
                         visit_tag: slot.visit_tag,
@@ -170,7 +219,7 @@ impl Timers {
 
     /// Wake-ups pending (one per visitor).
     pub(crate) fn len(&self) -> usize {
-        self.queue.lock().live.len()
+        self.queue.lock().len
     }
 }
 
@@ -205,6 +254,22 @@ mod tests {
         assert_eq!(due_ids(&timers, 10_000), [("a".into(), 5_000)]);
         assert_eq!(timers.len(), 0);
         assert_eq!(timers.next_due(), None);
+    }
+
+    #[test]
+    fn stale_items_are_compacted_away() {
+        let timers = Timers::default();
+        let site: Arc<str> = "s".into();
+        // One visitor navigating 5 000 times: one live entry, a bounded heap.
+        for page in 0..5_000 {
+            timers.schedule(&site, "a", 1, page, 1_000_000 - i64::from(page));
+        }
+        assert_eq!(timers.len(), 1);
+        assert!(timers.queue.lock().heap.len() <= 1_026);
+        assert_eq!(
+            due_ids(&timers, i64::MAX),
+            [("a".into(), 1_000_000 - 4_999)]
+        );
     }
 
     #[test]
