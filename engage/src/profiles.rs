@@ -915,6 +915,9 @@ mod tests {
         ) -> Result<Vec<FireRecord>, StoreError> {
             self.inner.trigger_fires(site, visitor_id).await
         }
+        async fn trigger_fired_visitors(&self, site: &str) -> Result<Vec<String>, StoreError> {
+            self.inner.trigger_fired_visitors(site).await
+        }
         async fn save_trigger_activity(
             &self,
             fires: &[FireRecord],

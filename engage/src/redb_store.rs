@@ -1251,6 +1251,26 @@ impl Store for RedbStore {
         })
     }
 
+    async fn trigger_fired_visitors(&self, site: &str) -> Result<Vec<String>, StoreError> {
+        self.read(|txn| {
+            let table = txn.open_table(TRIGGER_FIRES).db()?;
+            let mut out: Vec<String> = Vec::new();
+            // Keys are (site, visitor, trigger): a site's keys are one range, a visitor's
+            // records adjacent.
+            for entry in table.range((site, "", 0)..).db()? {
+                let (key, _) = entry.db()?;
+                let (key_site, visitor_id, _) = key.value();
+                if key_site != site {
+                    break;
+                }
+                if out.last().is_none_or(|last| last != visitor_id) {
+                    out.push(visitor_id.to_string());
+                }
+            }
+            Ok(out)
+        })
+    }
+
     async fn save_trigger_activity(
         &self,
         fires: &[FireRecord],

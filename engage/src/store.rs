@@ -299,6 +299,10 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         visitor_id: &str,
     ) -> Result<Vec<FireRecord>, StoreError>;
 
+    /// Ids of the visitors of a site that have at least one fire record (any trigger), so the
+    /// engine knows without a read per visitor whose records it must load.
+    async fn trigger_fired_visitors(&self, site: &str) -> Result<Vec<String>, StoreError>;
+
     /// In one transaction: stores (replaces) each fire record, and adds each delta to its
     /// (site, trigger, day, variant) counters.
     async fn save_trigger_activity(

@@ -53,7 +53,8 @@ mod timers;
 #[cfg(test)]
 mod tests;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
+use std::hash::BuildHasher;
 use std::net::IpAddr;
 use std::sync::{Arc, Weak};
 use std::time::Duration;
@@ -181,6 +182,10 @@ struct SiteState {
     /// Fire records of visitors evaluated lately (loaded on first need, dropped when the
     /// visitor leaves memory), so limits are judged without a store read per beacon.
     fires: DashMap<Box<str>, Vec<FireRecord>, FastHash>,
+    /// Hashes of the ids of visitors who have (or may have) a fire record: a visitor not in it
+    /// has none, and needs no store read. Loaded at start, grown by every fire.
+    fired: RwLock<HashSet<u64, FastHash>>,
+    visitor_hasher: FastHash,
 }
 
 impl SiteState {
@@ -190,7 +195,30 @@ impl SiteState {
             rules: RwLock::new(Arc::new(rules)),
             widget: RwLock::new(None),
             fires: DashMap::with_hasher(FastHash::default()),
+            fired: RwLock::new(HashSet::default()),
+            visitor_hasher: FastHash::default(),
         }
+    }
+
+    /// Marks the visitor as having fire records.
+    fn note_fired(&self, visitor_id: &str) {
+        let hash = self.visitor_hasher.hash_one(visitor_id);
+        self.fired.write().insert(hash);
+    }
+
+    /// False when the visitor certainly has no fire record.
+    fn may_have_fired(&self, visitor_id: &str) -> bool {
+        let hash = self.visitor_hasher.hash_one(visitor_id);
+        self.fired.read().contains(&hash)
+    }
+
+    async fn load_fired(&self, store: &dyn Store) -> Result<(), StoreError> {
+        let visitors = store.trigger_fired_visitors(&self.key).await?;
+        let mut fired = self.fired.write();
+        for visitor_id in visitors {
+            fired.insert(self.visitor_hasher.hash_one(visitor_id.as_str()));
+        }
+        Ok(())
     }
 
     fn rules(&self) -> Arc<SiteRules> {
@@ -254,14 +282,13 @@ impl Triggers {
                 }
             }
         }
-        let sites = by_site
-            .into_iter()
-            .map(|(site, triggers)| {
-                let key: Arc<str> = site.into();
-                let state = SiteState::new(Arc::clone(&key), SiteRules::build(triggers));
-                (key, Arc::new(state))
-            })
-            .collect();
+        let mut sites = HashMap::default();
+        for (site, triggers) in by_site {
+            let key: Arc<str> = site.into();
+            let state = SiteState::new(Arc::clone(&key), SiteRules::build(triggers));
+            state.load_fired(&*store).await?;
+            sites.insert(key, Arc::new(state));
+        }
         let (events, _) = broadcast::channel(EVENT_CAPACITY);
         Ok(Arc::new_cyclic(|me| Triggers {
             me: me.clone(),
@@ -349,7 +376,8 @@ impl Triggers {
         self.validate(site, &trigger).await?;
         let _edit = self.edits.lock().await;
         let stored = self.store.create_trigger(trigger).await?;
-        self.install(site, std::slice::from_ref(&stored), None)?;
+        self.install(site, std::slice::from_ref(&stored), None)
+            .await?;
         Ok(stored)
     }
 
@@ -380,7 +408,7 @@ impl Triggers {
         }
         let _edit = self.edits.lock().await;
         let stored = self.store.create_triggers(checked).await?;
-        self.install(site, &stored, None)?;
+        self.install(site, &stored, None).await?;
         Ok(stored)
     }
 
@@ -399,7 +427,8 @@ impl Triggers {
         trigger.created_ms = current.created_ms;
         trigger.updated_ms = self.clock.now_ms().max(current.updated_ms);
         self.store.update_trigger(&trigger).await?;
-        self.install(site, std::slice::from_ref(&trigger), None)?;
+        self.install(site, std::slice::from_ref(&trigger), None)
+            .await?;
         Ok(trigger)
     }
 
@@ -421,7 +450,8 @@ impl Triggers {
         }
         trigger.updated_ms = self.clock.now_ms().max(trigger.updated_ms);
         self.store.update_trigger(&trigger).await?;
-        self.install(site, std::slice::from_ref(&trigger), None)?;
+        self.install(site, std::slice::from_ref(&trigger), None)
+            .await?;
         Ok(trigger)
     }
 
@@ -431,12 +461,12 @@ impl Triggers {
         if !self.store.delete_trigger(site, id).await? {
             return Err(not_found_trigger(id));
         }
-        self.install(site, &[], Some(id))?;
+        self.install(site, &[], Some(id)).await?;
         Ok(())
     }
 
     /// Swaps in the site's rule set with `changed` compiled in (or `removed` left out).
-    fn install(
+    async fn install(
         &self,
         site: &str,
         changed: &[Trigger],
@@ -446,16 +476,14 @@ impl Triggers {
             .iter()
             .map(|trigger| CompiledTrigger::new(trigger.clone()).map(Arc::new))
             .collect::<Result<Vec<_>, _>>()?;
-        let state = {
-            let mut sites = self.sites.write();
-            match sites.get(site) {
-                Some(state) => Arc::clone(state),
-                None => {
-                    let key: Arc<str> = site.into();
-                    let state = Arc::new(SiteState::new(Arc::clone(&key), SiteRules::default()));
-                    sites.insert(key, Arc::clone(&state));
-                    state
-                }
+        let state = match self.site_state(site) {
+            Some(state) => state,
+            None => {
+                // Records of earlier (deleted) triggers are known before anyone evaluates.
+                let key: Arc<str> = site.into();
+                let state = Arc::new(SiteState::new(Arc::clone(&key), SiteRules::default()));
+                state.load_fired(&*self.store).await?;
+                Arc::clone(self.sites.write().entry(key).or_insert(state))
             }
         };
         let current = state.rules();
@@ -818,6 +846,7 @@ impl Triggers {
     ) {
         let wall_ms = self.clock.now_ms();
         let variant = assign(&trigger.trigger, visitor_id);
+        state.note_fired(visitor_id);
         let record = {
             let mut records = state.fires.entry(visitor_id.into()).or_default();
             // A concurrent beacon of the same visitor may have fired this trigger since the
@@ -1003,6 +1032,10 @@ impl Triggers {
     async fn history(&self, state: &SiteState, visitor_id: &str) -> Vec<FireRecord> {
         if let Some(records) = state.fires.get(visitor_id) {
             return records.clone();
+        }
+        if !state.may_have_fired(visitor_id) {
+            // Never fired for: nothing to read. (A fire in between has filled the cache.)
+            return state.fires.entry(visitor_id.into()).or_default().clone();
         }
         let mut records = match self.store.trigger_fires(&state.key, visitor_id).await {
             Ok(records) => records,
