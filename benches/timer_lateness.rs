@@ -29,6 +29,10 @@ use serde_json::json;
 use tokio::sync::broadcast::error::RecvError;
 use tracker::{Beacon, BeaconKind, KnownProfile, Presence, PresenceConfig};
 
+/// The server's allocator, so allocation costs are the ones production sees.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const SITE: &str = "timers";
 const CAMPAIGNS: usize = 60;
 /// Seconds on the page before the first campaign's trigger holds.
@@ -116,10 +120,20 @@ async fn run(visitors: usize) {
     let collector = tokio::spawn(async move {
         let mut histogram = Histogram::<u64>::new(3).expect("histogram");
         let (mut fired, mut lagged) = (0u64, 0u64);
+        // Worst lateness per second of due time, to tell a steady lag from stalls.
+        let mut worst: std::collections::BTreeMap<i64, (u64, u64)> = Default::default();
         loop {
             let event = tokio::select! {
                 event = events.recv() => event,
-                _ = &mut stopped => return (histogram, fired, lagged),
+                _ = &mut stopped => {
+                    let first = worst.keys().next().copied().unwrap_or(0);
+                    let seconds: Vec<String> = worst
+                        .iter()
+                        .map(|(second, (late, count))| format!("+{}s:{late}ms/{count}", second - first))
+                        .collect();
+                    eprintln!("worst lateness per due second: {}", seconds.join(" "));
+                    return (histogram, fired, lagged);
+                }
             };
             match event {
                 Ok(TriggerEvent::Fired {
@@ -127,9 +141,11 @@ async fn run(visitors: usize) {
                     due_ms: Some(due_ms),
                     ..
                 }) => {
-                    histogram
-                        .record((at_ms - due_ms).max(0) as u64)
-                        .expect("in range");
+                    let late = (at_ms - due_ms).max(0) as u64;
+                    histogram.record(late).expect("in range");
+                    let second = worst.entry(due_ms / 1000).or_default();
+                    second.0 = second.0.max(late);
+                    second.1 += 1;
                     fired += 1;
                 }
                 Ok(_) => {}

@@ -27,6 +27,10 @@ use hdrhistogram::Histogram;
 use serde_json::json;
 use tracker::{Beacon, BeaconKind, KnownProfile, Presence, PresenceConfig};
 
+/// The server's allocator, so allocation costs are the ones production sees.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const RULE_COUNTS: [usize; 4] = [10, 100, 1_000, 10_000];
 const VISITORS: usize = 20_000;
 const PRODUCTS: usize = 4_000;

@@ -258,42 +258,39 @@ impl Recorder {
         }
         let fires: Vec<FireRecord> = taken
             .fires
-            .values()
-            .flat_map(|visitors| visitors.values().flatten().cloned())
+            .into_values()
+            .flat_map(|visitors| visitors.into_values().flatten())
             .collect();
         let deltas: Vec<StatsDelta> = taken
             .counts
-            .iter()
+            .into_iter()
             .map(|((site, trigger_id, day, variant), counts)| StatsDelta {
-                site: site.clone(),
-                trigger_id: *trigger_id,
-                day: *day,
-                variant: variant.clone(),
-                counts: *counts,
+                site,
+                trigger_id,
+                day,
+                variant,
+                counts,
             })
             .collect();
         if let Err(error) = store.save_trigger_activity(&fires, &deltas).await {
             let mut pending = self.pending.lock();
-            for (site, visitors) in taken.fires {
-                for (visitor_id, records) in visitors {
-                    let newer = pending
-                        .fires
-                        .entry(site.clone())
-                        .or_default()
-                        .entry(visitor_id)
-                        .or_default();
-                    for record in records {
-                        if !newer
-                            .iter()
-                            .any(|known| known.trigger_id == record.trigger_id)
-                        {
-                            newer.push(record);
-                        }
-                    }
+            for record in fires {
+                let newer = pending
+                    .fires
+                    .entry(record.site.clone())
+                    .or_default()
+                    .entry(record.visitor_id.clone())
+                    .or_default();
+                if !newer
+                    .iter()
+                    .any(|known| known.trigger_id == record.trigger_id)
+                {
+                    newer.push(record);
                 }
             }
-            for (key, counts) in taken.counts {
-                pending.counts.entry(key).or_default().add(&counts);
+            for delta in deltas {
+                let key = (delta.site, delta.trigger_id, delta.day, delta.variant);
+                pending.counts.entry(key).or_default().add(&delta.counts);
             }
             return Err(error);
         }
