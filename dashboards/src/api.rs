@@ -406,6 +406,10 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
         .metrics
         .profile_writes_dropped
         .set(state.ingest.dropped_writes() as i64);
+    state
+        .metrics
+        .trigger_wakeups_pending
+        .set(i64::try_from(state.triggers.pending_timers()).unwrap_or(i64::MAX));
     (
         [(
             header::CONTENT_TYPE,

@@ -25,8 +25,8 @@ use axum::extract::{ConnectInfo, Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use engage::{
-    Author, Content, Conversation, ConversationEvent, ConversationState, Message, MessageBody,
-    Party, PreChat, StartDetails, VisitorRef,
+    Author, Content, Conversation, ConversationEvent, ConversationOrigin, ConversationState,
+    Message, MessageBody, Party, PreChat, StartDetails, VisitorRef,
 };
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
@@ -355,6 +355,30 @@ struct VisitorConversation {
     state: ConversationState,
     agents: Vec<AgentName>,
     rating: Option<engage::Rating>,
+    origin: VisitorOrigin,
+}
+
+/// Who started a conversation, as far as the widget needs to know: a trigger's message is
+/// shown as a proactive bubble (and may open the widget). Which trigger, its variant and
+/// agents' ids stay on the team's side.
+#[derive(Debug, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+enum VisitorOrigin {
+    Visitor,
+    Agent,
+    Trigger { open_widget: bool },
+}
+
+impl From<&ConversationOrigin> for VisitorOrigin {
+    fn from(origin: &ConversationOrigin) -> Self {
+        match origin {
+            ConversationOrigin::Visitor => VisitorOrigin::Visitor,
+            ConversationOrigin::Agent { .. } => VisitorOrigin::Agent,
+            ConversationOrigin::Trigger { open_widget, .. } => VisitorOrigin::Trigger {
+                open_widget: *open_widget,
+            },
+        }
+    }
 }
 
 #[derive(Debug, Serialize)]
@@ -432,6 +456,7 @@ impl Session {
             state: conversation.state,
             agents,
             rating: conversation.rating.clone(),
+            origin: VisitorOrigin::from(&conversation.origin),
         }
     }
 
@@ -650,6 +675,20 @@ async fn forward(
             conversation,
             message,
         } => {
+            // A conversation the widget has not heard of (an agent or a trigger wrote first):
+            // its record goes first, so the widget knows who started it before showing the
+            // message (a trigger's is a proactive bubble).
+            if !session.sent.contains_key(&conversation.id)
+                && message.visible_to_visitor()
+                && !send_text(
+                    socket,
+                    json!({ "type": "conversation", "conversation": session.view(conversation).await })
+                        .to_string(),
+                )
+                .await
+            {
+                return false;
+            }
             if let Some(frame) = session.message_frame(message)
                 && !send_text(socket, frame).await
             {

@@ -7,7 +7,7 @@
 use axum::Json;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use engage::{AccountError, ConversationError, StoreError};
+use engage::{AccountError, ConversationError, StoreError, TriggerError};
 use serde_json::json;
 
 #[derive(Debug, thiserror::Error)]
@@ -113,6 +113,19 @@ impl From<ConversationError> for ApiError {
             ConversationError::Blocked => ApiError::Forbidden("this visitor is blocked".into()),
             ConversationError::Invalid(message) => ApiError::BadRequest(message),
             ConversationError::Store(error) => error.into(),
+        }
+    }
+}
+
+impl From<TriggerError> for ApiError {
+    fn from(error: TriggerError) -> Self {
+        match error {
+            // Already "<json path>: <what is wrong>", for the console to point at the field.
+            TriggerError::Invalid(message) => ApiError::BadRequest(message),
+            TriggerError::NotFound(_) => ApiError::NotFound(error.to_string()),
+            TriggerError::Blocked | TriggerError::OnChat => ApiError::Conflict(error.to_string()),
+            TriggerError::Conversation(error) => error.into(),
+            TriggerError::Store(error) => error.into(),
         }
     }
 }

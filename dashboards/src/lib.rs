@@ -25,6 +25,7 @@ pub mod rate_limit;
 pub mod saved_replies_api;
 pub mod server;
 pub mod state;
+pub mod triggers_api;
 pub mod webhooks;
 pub mod widget_api;
 pub mod wire;

@@ -66,6 +66,12 @@ pub struct Metrics {
     pub panel_changes_coalesced: IntCounter,
     pub profile_writes_pending: IntGauge,
     pub profile_writes_dropped: IntGauge,
+    /// Triggers fired for a visitor (control group included; test-fires are not fires).
+    pub triggers_fired: IntCounter,
+    /// Trigger messages sent.
+    pub triggers_delivered: IntCounter,
+    /// Time-based trigger wake-ups waiting (at most one per visitor).
+    pub trigger_wakeups_pending: IntGauge,
 }
 
 impl Metrics {
@@ -132,6 +138,21 @@ impl Metrics {
             "Visitor profile updates dropped because the write queue was full",
         )
         .expect("valid metric");
+        let trigger_events = IntCounterVec::new(
+            Opts::new(
+                "porchlight_trigger_events_total",
+                "What the trigger engine did, by event (fired, delivered)",
+            ),
+            &["event"],
+        )
+        .expect("valid metric");
+        let triggers_fired = trigger_events.with_label_values(&["fired"]);
+        let triggers_delivered = trigger_events.with_label_values(&["delivered"]);
+        let trigger_wakeups_pending = IntGauge::new(
+            "porchlight_trigger_wakeups_pending",
+            "Time-based trigger wake-ups waiting (at most one per visitor)",
+        )
+        .expect("valid metric");
         for collector in [
             Box::new(beacons.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(ingest_seconds.clone()),
@@ -142,6 +163,8 @@ impl Metrics {
             Box::new(panel_changes_coalesced.clone()),
             Box::new(profile_writes_pending.clone()),
             Box::new(profile_writes_dropped.clone()),
+            Box::new(trigger_events),
+            Box::new(trigger_wakeups_pending.clone()),
         ] {
             registry
                 .register(collector)
@@ -160,6 +183,9 @@ impl Metrics {
             panel_changes_coalesced,
             profile_writes_pending,
             profile_writes_dropped,
+            triggers_fired,
+            triggers_delivered,
+            trigger_wakeups_pending,
         }
     }
 

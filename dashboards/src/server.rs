@@ -1,5 +1,5 @@
 //! Building the application and running it: the router with all middleware in one place, the
-//! background tasks (expiry sweep, live pusher, demo simulator, profile writes), and graceful
+//! background tasks (expiry sweep, live pusher, demo simulator, profile writes, triggers), and graceful
 //! shutdown that stops them all and flushes what is pending.
 
 use std::net::SocketAddr;
@@ -10,7 +10,7 @@ use anyhow::Context as _;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{delete, get, post};
-use engage::{Accounts, AccountsConfig, Conversations, Ingest, RedbStore, Store};
+use engage::{Accounts, AccountsConfig, Conversations, Ingest, RedbStore, Store, Triggers};
 use geoip::{Enricher, GeoDb};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
@@ -20,7 +20,7 @@ use tracker::{Presence, SystemClock};
 use crate::config::Settings;
 use crate::live::{self, LiveHub};
 use crate::metrics::Metrics;
-use crate::state::{App, AppState, SiteDirectory};
+use crate::state::{AgentPresence, AgentsOnline, App, AppState, SiteDirectory};
 use crate::{api, assets, beacon, chat, demo};
 
 /// JSON bodies of the console API are small; this caps what a handler will buffer.
@@ -48,6 +48,7 @@ pub fn router(state: AppState) -> Router {
         .merge(crate::saved_replies_api::routes())
         .merge(crate::webhooks::routes())
         .merge(crate::widget_api::routes())
+        .merge(crate::triggers_api::routes())
         .layer(DefaultBodyLimit::max(API_BODY_LIMIT));
     Router::new()
         .route("/v1/chat/credential", post(chat::issue_credential))
@@ -146,12 +147,25 @@ impl Server {
             )
             .await?,
         );
+        // Agent presence is created here, before the state, because the trigger engine asks
+        // it whether anyone is online (the `agents_online` condition).
+        let agent_presence = AgentPresence::default();
+        let triggers = Triggers::start(
+            Arc::clone(&presence),
+            Arc::clone(&store),
+            Arc::clone(&conversations),
+            Arc::clone(&clock),
+            Arc::new(AgentsOnline(agent_presence.clone())),
+        )
+        .await
+        .context("loading triggers")?;
         let ingest = Ingest::start(
             Arc::clone(&presence),
             Arc::clone(&store),
             Arc::clone(&conversations),
         )
-        .await?;
+        .await?
+        .with_triggers(Arc::clone(&triggers));
         let contacts = engage::Contacts::new(
             Arc::clone(&presence),
             Arc::clone(&store),
@@ -180,6 +194,7 @@ impl Server {
             conversations,
             contacts,
             saved_replies,
+            triggers,
             sites,
             metrics: Metrics::new(),
             live: LiveHub::default(),
@@ -193,6 +208,9 @@ impl Server {
             lead_limits: crate::rate_limit::LeadLimits::default(),
         }));
 
+        // Time-based wake-ups, the write-behind of fire records and counters, and "seen" /
+        // "replied" from the conversation events; stopped by `Server::shutdown`.
+        state.triggers.spawn_tasks();
         let mut tasks = vec![
             tokio::spawn(run_sweeper(state.clone())),
             tokio::spawn(live::run_pusher(state.clone(), state.shutdown.subscribe())),
@@ -205,6 +223,7 @@ impl Server {
         tasks.push(tokio::spawn(crate::availability::run_availability(
             state.clone(),
         )));
+        tasks.push(tokio::spawn(run_trigger_metrics(state.clone())));
         if state.settings.demo && state.settings.simulate > 0 {
             tasks.push(tokio::spawn(demo::run_simulator(state.clone())));
         }
@@ -226,7 +245,7 @@ impl Server {
     }
 
     /// Stops accepting requests, ends the background tasks and open sockets, and writes every
-    /// pending profile update to the store.
+    /// pending profile update, trigger fire record and trigger counter to the store.
     pub async fn shutdown(self) -> anyhow::Result<()> {
         self.state.shutdown.send_replace(true);
         match tokio::time::timeout(Duration::from_secs(10), self.serve).await {
@@ -236,6 +255,13 @@ impl Server {
         for task in self.tasks {
             let _ = task.await;
         }
+        // No beacon arrives any more: stop the trigger tasks and write pending fire records
+        // and counters.
+        self.state
+            .triggers
+            .shutdown()
+            .await
+            .context("flushing trigger statistics")?;
         self.state
             .ingest
             .shutdown()
@@ -282,6 +308,26 @@ async fn run_sweeper(state: AppState) {
         };
         tokio::select! {
             _ = tokio::time::sleep(wait.max(floor)) => {}
+            _ = shutdown.changed() => return,
+        }
+    }
+}
+
+/// Counts what the trigger engine reports (fires, deliveries) into the metrics, off the
+/// beacon path: the engine publishes on a broadcast channel and never waits for this task.
+async fn run_trigger_metrics(state: AppState) {
+    let mut events = state.triggers.subscribe();
+    let mut shutdown = state.shutdown.subscribe();
+    loop {
+        tokio::select! {
+            event = events.recv() => match event {
+                Ok(engage::TriggerEvent::Fired { .. }) => state.metrics.triggers_fired.inc(),
+                Ok(engage::TriggerEvent::Delivered { .. }) => state.metrics.triggers_delivered.inc(),
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(missed)) => {
+                    tracing::warn!(missed, "trigger metrics missed engine events");
+                }
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+            },
             _ = shutdown.changed() => return,
         }
     }

@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use engage::{
     Accounts, Agent, Clock, Contacts, Conversations, Ingest, Lead, SavedReplies, Site, Store,
+    TriggerContext, Triggers,
 };
 use parking_lot::{Mutex, RwLock};
 use tokio::sync::Notify;
@@ -40,6 +41,8 @@ pub struct App {
     /// The contact behind a visitor: agent-edited name, email and phone, notes, tags.
     pub contacts: Contacts,
     pub saved_replies: SavedReplies,
+    /// The trigger engine (issue 4); `ingest` hands it every recorded beacon.
+    pub triggers: Arc<Triggers>,
     pub sites: SiteDirectory,
     pub metrics: Metrics,
     pub live: LiveHub,
@@ -143,6 +146,23 @@ impl AgentPresence {
                 && agent.can_access(site_key)
                 && inner.statuses.get(id).copied().unwrap_or_default() == AgentStatus::Online
         })
+    }
+}
+
+/// What the trigger engine asks the dashboards: whether an agent is online for a site, as the
+/// widget's availability counts them.
+#[derive(Clone)]
+pub struct AgentsOnline(pub AgentPresence);
+
+impl std::fmt::Debug for AgentsOnline {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("AgentsOnline")
+    }
+}
+
+impl TriggerContext for AgentsOnline {
+    fn agents_online(&self, site: &str) -> bool {
+        self.0.any_online(site)
     }
 }
 

@@ -208,6 +208,8 @@ pub async fn put_widget(
         crate::availability::settings_frame(&state, &site.key).await,
     );
     state.settings_changed.notify_one();
+    // Triggers fire only where the launcher shows: they must see the new rules at once.
+    state.triggers.reload_widget_settings(&site.key).await;
     Ok(Json(
         json!({ "settings": settings, "embed": embed_for(&headers, &site.key) }),
     ))

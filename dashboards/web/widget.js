@@ -233,7 +233,7 @@
     ups: [], fail: [], typing: [], err: null, q: [], readSent: {}, readAt: 0, readT: 0,
     typedAt: 0, typingOn: null, idle: 0, score: 0, thanks: {}, blobs: {}, audio: null,
     dismissed: null, ding: false, scroll: false, emoji: false,
-    pop: false, confAt: 0, confBusy: false, lead: false, leadBusy: false
+    pop: false, confAt: 0, confBusy: false, lead: false, leadBusy: false, popOpen: false
   };
   var CONF_MS = 300000; // widget settings are fetched again every 5 minutes while the tab is visible
 
@@ -269,6 +269,8 @@
     '#pl-badge{position:absolute;top:-3px;right:-3px;min-width:20px;height:20px;padding:0 6px;border-radius:10px;background:#dc2626;color:#fff;font-size:12px;font-weight:700;line-height:20px;text-align:center;box-shadow:0 0 0 2px #fff}',
     '#pl-preview{position:fixed;z-index:2147483000;bottom:calc(var(--pl-offset) + 68px);right:20px;width:300px;max-width:calc(100vw - 40px);background:#fff;border-radius:12px;box-shadow:0 6px 24px rgba(0,0,0,.2);padding:10px 30px 10px 14px;cursor:pointer}',
     '.pl-left #pl-preview{right:auto;left:20px}',
+    '#pl-preview[data-origin=trigger]{border-left:4px solid var(--pl-accent)}',
+    '#pl-preview[data-origin=trigger] .pl-pv-text{max-height:8.8em}',
     '.pl-pv-name{font-weight:600;font-size:13px}',
     '.pl-pv-text{font-size:13px;color:#374151;white-space:pre-wrap;overflow-wrap:anywhere;max-height:4.4em;overflow:hidden}',
     '.pl-pv-x{position:absolute;top:6px;right:6px;width:22px;height:22px;border-radius:50%;color:#6b7280;display:flex;align-items:center;justify-content:center}.pl-pv-x svg{width:14px;height:14px}',
@@ -508,6 +510,7 @@
       best = open !== null ? open : best;
       return best === null ? null : num(best);
     },
+    proactive: function (c) { var v = own(C.st.convs, c); return !!(v && v.trigger); },
     stub: function (c) {
       if (!own(C.st.convs, c)) C.st.convs[c] = { id: c, state: 'open', agents: [], rating: null };
     },
@@ -634,6 +637,11 @@
       }
       if (f.type !== 'typing') Chat.save();
       if (C.ding) { C.ding = false; Chat.beep(); }
+      if (C.popOpen) {
+        // A trigger's message that asks to open the widget (without taking the page's focus).
+        C.popOpen = false;
+        if (!C.isOpen && C.el) { C.pop = false; return Chat.show(true, true); }
+      }
       if (C.pop !== false) {
         // A hidden launcher (visibility, page rules, after hours): the agent's message opens the widget.
         var pc = C.pop, was = Chat.shown();
@@ -671,18 +679,25 @@
       C.idx[k] = m;
       if (a.kind === 'agent') Chat.typed({ name: m.author.name, typing: false });
       if (!old && fromAgent(m) && (!C.isOpen || d.visibilityState === 'hidden')) C.ding = true;
-      if (!old && fromAgent(m) && m.seq > (own(st.seen, c) || 0)) C.pop = c;
+      if (!old && fromAgent(m) && m.seq > (own(st.seen, c) || 0)) {
+        C.pop = c;
+        if (Chat.proactive(c) && st.convs[c].openWidget) C.popOpen = true;
+      }
       if (body.type === 'event' && body.event.kind === 'resolved') Chat.typed(null);
     },
     conv: function (v) {
       if (!v || typeof v !== 'object' || !idOk(v.id)) return;
-      var st = C.st, old = own(st.convs, v.id), r = v.rating;
+      var st = C.st, old = own(st.convs, v.id), r = v.rating, o = v.origin;
       st.convs[v.id] = {
         id: v.id, state: v.state === 'resolved' ? 'resolved' : 'open',
         agents: (Array.isArray(v.agents) ? v.agents : []).slice(0, 20).map(function (g) {
           return { id: g && g.id, name: txt(g && g.name, 200) };
         }),
-        rating: r && typeof r === 'object' ? { score: r.score } : null
+        rating: r && typeof r === 'object' ? { score: r.score } : null,
+        // A trigger wrote first: its message is a proactive bubble (and may open the widget).
+        // A record without an origin (an older server) keeps what we knew.
+        trigger: o && typeof o === 'object' ? o.kind === 'trigger' : !!(old && old.trigger),
+        openWidget: o && typeof o === 'object' ? o.kind === 'trigger' && o.open_widget === true : !!(old && old.openWidget)
       };
       if (old && old.state === 'resolved' && st.convs[v.id].state === 'open') {
         delete st.rated[v.id]; delete C.thanks[v.id]; // reopened: may be rated again once resolved
@@ -765,6 +780,14 @@
       clearTimeout(C.idle);
       if (C.typingOn != null) Chat.tx({ type: 'typing', conversation_id: C.typingOn, typing: false });
       C.typingOn = null; C.typedAt = 0;
+    },
+    // A trigger's message shown whole in the bubble beside the closed launcher is seen: the
+    // read mark goes to the server (the trigger's "seen"), while the launcher's badge stays
+    // until the visitor opens the chat.
+    bubbleSeen: function (m) {
+      var k = String(m.conversation_id);
+      if (d.visibilityState === 'hidden' || m.seq <= (own(C.readSent, k) || 0)) return;
+      if (Chat.tx({ type: 'read', conversation_id: m.conversation_id, seq: m.seq })) C.readSent[k] = m.seq;
     },
     seeAll: function () { // the panel is open and visible: everything shown is seen
       var st = C.st, changed = false;
@@ -1110,8 +1133,12 @@
       E.preview.hidden = C.isOpen || !un.last || un.last === C.dismissed || E.launcher.hidden;
       if (!E.preview.hidden) {
         E.pvName.textContent = un.last.author.name || set.name || 'New message';
-        E.pvText.textContent = (un.last.body.text || (un.last.body.attachment && un.last.body.attachment.name) || '').slice(0, 300);
-      }
+        E.pvText.textContent = (un.last.body.text || (un.last.body.attachment && un.last.body.attachment.name) || '').slice(0, 600);
+        if (Chat.proactive(un.last.conversation_id)) {
+          E.preview.setAttribute('data-origin', 'trigger');
+          Chat.bubbleSeen(un.last);
+        } else E.preview.removeAttribute('data-origin');
+      } else E.preview.removeAttribute('data-origin');
 
       Chat.list();
       E.conn.hidden = !(C.isOpen && C.want && !C.ready && !(C.err === T.unavailable));

@@ -5,7 +5,8 @@
 //! updated in place. Only a visitor the tracker does not hold (new, back after leaving memory, or
 //! starting a new visit) costs a profile read, from the write-behind queue first and then the
 //! store. New visitors get their number from in-memory counters, so no beacon waits for a disk
-//! write.
+//! write. A recorded beacon is then handed to the trigger engine, which returns at once for a
+//! site without triggers.
 
 use std::sync::Arc;
 
@@ -17,6 +18,7 @@ use crate::error::StoreError;
 use crate::model::ProfileRecord;
 use crate::profiles::{ProfileWriter, VisitorNumbers};
 use crate::store::Store;
+use crate::triggers::Triggers;
 
 /// What became of a beacon.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -38,6 +40,8 @@ pub struct Ingest {
     numbers: VisitorNumbers,
     /// Blocks, so a blocked visitor coming back into memory is flagged at once.
     conversations: Arc<Conversations>,
+    /// The trigger engine, told about every recorded beacon.
+    triggers: Option<Arc<Triggers>>,
 }
 
 impl Ingest {
@@ -56,7 +60,15 @@ impl Ingest {
             writer_task: parking_lot::Mutex::new(Some(writer_task)),
             numbers,
             conversations,
+            triggers: None,
         })
+    }
+
+    /// Hands every recorded beacon to the trigger engine from now on
+    /// ([`Triggers::on_beacon`]). Sites without triggers cost it one map lookup.
+    pub fn with_triggers(mut self, triggers: Arc<Triggers>) -> Ingest {
+        self.triggers = Some(triggers);
+        self
     }
 
     pub fn presence(&self) -> &Arc<Presence> {
@@ -100,6 +112,9 @@ impl Ingest {
                         visitor_id: beacon.visitor_id.to_owned(),
                         profile,
                     });
+                }
+                if let Some(triggers) = &self.triggers {
+                    triggers.on_beacon(beacon, visit_started).await;
                 }
                 IngestOutcome::Recorded
             }

@@ -12,6 +12,9 @@
 //!   ([`mask_card_numbers`]) before any text is stored.
 //! - [`Contacts`] is the contact behind a visitor (name, email and phone edited by agents,
 //!   notes, tags); [`SavedReplies`] are per-site canned answers for the chat.
+//! - [`Triggers`] is the proactive-message engine (issue 4): triggers evaluated against the
+//!   live presence table on every beacon and on time-based wake-ups, with limits, A/B
+//!   variants and funnel statistics.
 
 mod accounts;
 mod attachments;
@@ -26,6 +29,7 @@ mod profiles;
 mod redb_store;
 pub mod saved_replies;
 mod store;
+pub mod triggers;
 pub mod webhooks;
 pub mod widget;
 
@@ -40,7 +44,7 @@ pub use conversations::{
     AppendOutcome, Author, Block, Content, Conversation, ConversationEvent, ConversationOrigin,
     ConversationState, ConversationWrite, Conversations, InboxCounts, InboxFilter, InboxTab,
     Message, MessageBody, NewConversation, NewMessage, Party, PreChat, Rating, StartDetails,
-    SystemEvent, TabCount, VisitorRef, WriteOutcome,
+    SystemEvent, TabCount, TriggerMessage, VisitorRef, WriteOutcome,
 };
 pub use error::{AccountError, ConversationError, StoreError};
 pub use ingest::{Ingest, IngestOutcome};
@@ -54,6 +58,7 @@ pub use profiles::{ProfileWriter, ProfileWriterConfig, VisitorNumbers};
 pub use redb_store::{DB_FILE_NAME, RedbStore};
 pub use saved_replies::{SavedReplies, SavedReply};
 pub use store::Store;
+pub use triggers::{Trigger, TriggerContext, TriggerError, TriggerEvent, Triggers};
 pub use webhooks::{Delivery, NewWebhook, Webhook, WebhookEvent};
 pub use widget::{
     Availability, AvailabilityMode, Lead, NewLead, WidgetSettings, availability, next_hours_change,

@@ -748,6 +748,8 @@ mod tests {
 
     /// A store whose `save_profiles` waits for a permit and can be told to fail, to test the
     /// moments a real disk makes too short to observe.
+    use crate::triggers::{FireRecord, StatsDelta, StatsRow, Trigger};
+
     #[derive(Debug)]
     struct GatedStore {
         inner: Arc<RedbStore>,
@@ -1041,6 +1043,58 @@ mod tests {
             &self,
         ) -> Result<Vec<(u64, crate::model::AgentStatus)>, StoreError> {
             self.inner.agent_statuses().await
+        }
+        async fn create_trigger(&self, trigger: Trigger) -> Result<Trigger, StoreError> {
+            self.inner.create_trigger(trigger).await
+        }
+        async fn create_triggers(
+            &self,
+            triggers: Vec<Trigger>,
+        ) -> Result<Vec<Trigger>, StoreError> {
+            self.inner.create_triggers(triggers).await
+        }
+        async fn trigger(&self, site: &str, id: u64) -> Result<Option<Trigger>, StoreError> {
+            self.inner.trigger(site, id).await
+        }
+        async fn triggers(&self, site: &str) -> Result<Vec<Trigger>, StoreError> {
+            self.inner.triggers(site).await
+        }
+        async fn all_triggers(&self) -> Result<Vec<Trigger>, StoreError> {
+            self.inner.all_triggers().await
+        }
+        async fn update_trigger(&self, trigger: &Trigger) -> Result<(), StoreError> {
+            self.inner.update_trigger(trigger).await
+        }
+        async fn delete_trigger(&self, site: &str, id: u64) -> Result<bool, StoreError> {
+            self.inner.delete_trigger(site, id).await
+        }
+        async fn trigger_fires(
+            &self,
+            site: &str,
+            visitor_id: &str,
+        ) -> Result<Vec<FireRecord>, StoreError> {
+            self.inner.trigger_fires(site, visitor_id).await
+        }
+        async fn trigger_fired_visitors(&self, site: &str) -> Result<Vec<String>, StoreError> {
+            self.inner.trigger_fired_visitors(site).await
+        }
+        async fn save_trigger_activity(
+            &self,
+            fires: &[FireRecord],
+            deltas: &[StatsDelta],
+        ) -> Result<(), StoreError> {
+            self.inner.save_trigger_activity(fires, deltas).await
+        }
+        async fn trigger_stats(
+            &self,
+            site: &str,
+            trigger_id: u64,
+            from_day: u32,
+            to_day: u32,
+        ) -> Result<Vec<StatsRow>, StoreError> {
+            self.inner
+                .trigger_stats(site, trigger_id, from_day, to_day)
+                .await
         }
     }
 }

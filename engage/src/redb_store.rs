@@ -28,6 +28,7 @@ use crate::model::{
 };
 use crate::saved_replies::{NewSavedReply, SavedReply};
 use crate::store::Store;
+use crate::triggers::{FireRecord, Funnel, StatsDelta, StatsRow, Trigger};
 use crate::webhooks::{Delivery, MAX_DELIVERIES_PER_SITE, NewWebhook, Webhook};
 use crate::widget::{Lead, NewLead, WidgetSettings};
 
@@ -98,6 +99,15 @@ const VISITOR_NOTES: TableDefinition<(&str, &str, u64), &[u8]> =
 const CONTACT_TAGS: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("contact_tags");
 /// agent id → JSON [`AgentStatus`].
 const AGENT_STATUSES: TableDefinition<u64, &[u8]> = TableDefinition::new("agent_statuses");
+/// (site key, trigger id) → JSON [`Trigger`].
+const TRIGGERS: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("triggers");
+/// (site key, visitor id, trigger id) → JSON [`FireRecord`]: the latest fire.
+const TRIGGER_FIRES: TableDefinition<(&str, &str, u64), &[u8]> =
+    TableDefinition::new("trigger_fires");
+/// (site key, trigger id, UTC day, variant key or "" for the control group) → JSON
+/// [`Funnel`] counters. Variant keys are never empty, so "" cannot collide.
+const TRIGGER_STATS: TableDefinition<(&str, u64, u32, &str), &[u8]> =
+    TableDefinition::new("trigger_stats");
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 
 const META_SCHEMA_VERSION: &str = "schema_version";
@@ -107,6 +117,7 @@ const META_NEXT_CONVERSATION_ID: &str = "next_conversation_id";
 const META_NEXT_WEBHOOK_ID: &str = "next_webhook_id";
 const META_NEXT_DELIVERY_SEQ: &str = "next_delivery_seq";
 const META_NEXT_LEAD_ID: &str = "next_lead_id";
+const META_NEXT_TRIGGER_ID: &str = "next_trigger_id";
 const META_NEXT_SAVED_REPLY_ID: &str = "next_saved_reply_id";
 const META_NEXT_VISITOR_NOTE_ID: &str = "next_visitor_note_id";
 
@@ -207,6 +218,9 @@ impl RedbStore {
             txn.open_table(VISITOR_NOTES).db()?;
             txn.open_table(CONTACT_TAGS).db()?;
             txn.open_table(AGENT_STATUSES).db()?;
+            txn.open_table(TRIGGERS).db()?;
+            txn.open_table(TRIGGER_FIRES).db()?;
+            txn.open_table(TRIGGER_STATS).db()?;
             let mut meta = txn.open_table(META).db()?;
             let version = meta.get(META_SCHEMA_VERSION).db()?.map(|g| g.value());
             match version {
@@ -1335,6 +1349,237 @@ impl Store for RedbStore {
                     id,
                     decode(bytes.value(), &format_args!("agent status {id}"))?,
                 ));
+            }
+            Ok(out)
+        })
+    }
+
+    async fn create_trigger(&self, mut trigger: Trigger) -> Result<Trigger, StoreError> {
+        self.write_durable(move |txn| {
+            trigger.id = next_id(txn, META_NEXT_TRIGGER_ID)?;
+            let mut table = txn.open_table(TRIGGERS).db()?;
+            table
+                .insert(
+                    (trigger.site.as_str(), trigger.id),
+                    encode(&trigger)?.as_slice(),
+                )
+                .db()?;
+            Ok(trigger)
+        })
+        .await
+    }
+
+    async fn create_triggers(&self, triggers: Vec<Trigger>) -> Result<Vec<Trigger>, StoreError> {
+        self.write_durable(move |txn| {
+            let mut table = txn.open_table(TRIGGERS).db()?;
+            let mut stored = Vec::with_capacity(triggers.len());
+            for mut trigger in triggers {
+                trigger.id = next_id(txn, META_NEXT_TRIGGER_ID)?;
+                table
+                    .insert(
+                        (trigger.site.as_str(), trigger.id),
+                        encode(&trigger)?.as_slice(),
+                    )
+                    .db()?;
+                stored.push(trigger);
+            }
+            Ok(stored)
+        })
+        .await
+    }
+
+    async fn trigger(&self, site: &str, id: u64) -> Result<Option<Trigger>, StoreError> {
+        self.read(|txn| {
+            let table = txn.open_table(TRIGGERS).db()?;
+            table
+                .get((site, id))
+                .db()?
+                .map(|bytes| decode(bytes.value(), &format_args!("trigger {site}/{id}")))
+                .transpose()
+        })
+    }
+
+    async fn triggers(&self, site: &str) -> Result<Vec<Trigger>, StoreError> {
+        self.read(|txn| {
+            let table = txn.open_table(TRIGGERS).db()?;
+            let mut out = Vec::new();
+            for entry in table.range((site, 0)..=(site, u64::MAX)).db()? {
+                let (key, bytes) = entry.db()?;
+                let (_, id) = key.value();
+                out.push(decode(bytes.value(), &format_args!("trigger {site}/{id}"))?);
+            }
+            Ok(out)
+        })
+    }
+
+    async fn all_triggers(&self) -> Result<Vec<Trigger>, StoreError> {
+        self.read(|txn| {
+            let table = txn.open_table(TRIGGERS).db()?;
+            let mut out = Vec::new();
+            for entry in table.iter().db()? {
+                let (key, bytes) = entry.db()?;
+                let (site, id) = key.value();
+                out.push(decode(bytes.value(), &format_args!("trigger {site}/{id}"))?);
+            }
+            Ok(out)
+        })
+    }
+
+    async fn update_trigger(&self, trigger: &Trigger) -> Result<(), StoreError> {
+        let (site, id, bytes) = (trigger.site.clone(), trigger.id, encode(trigger)?);
+        self.write_durable(move |txn| {
+            let mut table = txn.open_table(TRIGGERS).db()?;
+            if table.get((site.as_str(), id)).db()?.is_none() {
+                return Err(StoreError::NotFound(format!("trigger {id}")));
+            }
+            table.insert((site.as_str(), id), bytes.as_slice()).db()?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn delete_trigger(&self, site: &str, id: u64) -> Result<bool, StoreError> {
+        let site = site.to_string();
+        self.write_durable(move |txn| {
+            let mut table = txn.open_table(TRIGGERS).db()?;
+            let removed = table.remove((site.as_str(), id)).db()?.is_some();
+            let mut stats = txn.open_table(TRIGGER_STATS).db()?;
+            let mut keys: Vec<(u32, String)> = Vec::new();
+            for entry in stats
+                .range((site.as_str(), id, 0, "")..=(site.as_str(), id, u32::MAX, "\u{10FFFF}"))
+                .db()?
+            {
+                let (key, _) = entry.db()?;
+                let (_, _, day, variant) = key.value();
+                keys.push((day, variant.to_string()));
+            }
+            for (day, variant) in keys {
+                stats
+                    .remove((site.as_str(), id, day, variant.as_str()))
+                    .db()?;
+            }
+            Ok(removed)
+        })
+        .await
+    }
+
+    async fn trigger_fires(
+        &self,
+        site: &str,
+        visitor_id: &str,
+    ) -> Result<Vec<FireRecord>, StoreError> {
+        self.read(|txn| {
+            let table = txn.open_table(TRIGGER_FIRES).db()?;
+            let mut out = Vec::new();
+            for entry in table
+                .range((site, visitor_id, 0)..=(site, visitor_id, u64::MAX))
+                .db()?
+            {
+                let (key, bytes) = entry.db()?;
+                let (_, _, id) = key.value();
+                out.push(decode(
+                    bytes.value(),
+                    &format_args!("trigger fire {site}/{visitor_id}/{id}"),
+                )?);
+            }
+            Ok(out)
+        })
+    }
+
+    async fn trigger_fired_visitors(&self, site: &str) -> Result<Vec<String>, StoreError> {
+        self.read(|txn| {
+            let table = txn.open_table(TRIGGER_FIRES).db()?;
+            let mut out: Vec<String> = Vec::new();
+            // Keys are (site, visitor, trigger): a site's keys are one range, a visitor's
+            // records adjacent.
+            for entry in table.range((site, "", 0)..).db()? {
+                let (key, _) = entry.db()?;
+                let (key_site, visitor_id, _) = key.value();
+                if key_site != site {
+                    break;
+                }
+                if out.last().is_none_or(|last| last != visitor_id) {
+                    out.push(visitor_id.to_string());
+                }
+            }
+            Ok(out)
+        })
+    }
+
+    async fn save_trigger_activity(
+        &self,
+        fires: &[FireRecord],
+        deltas: &[StatsDelta],
+    ) -> Result<(), StoreError> {
+        let fires = fires
+            .iter()
+            .map(|fire| Ok((fire.clone(), encode(fire)?)))
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        let deltas = deltas.to_vec();
+        self.write(move |txn| {
+            let mut table = txn.open_table(TRIGGER_FIRES).db()?;
+            for (fire, bytes) in &fires {
+                table
+                    .insert(
+                        (
+                            fire.site.as_str(),
+                            fire.visitor_id.as_str(),
+                            fire.trigger_id,
+                        ),
+                        bytes.as_slice(),
+                    )
+                    .db()?;
+            }
+            let mut stats = txn.open_table(TRIGGER_STATS).db()?;
+            for delta in &deltas {
+                let key = (
+                    delta.site.as_str(),
+                    delta.trigger_id,
+                    delta.day,
+                    delta.variant.as_deref().unwrap_or(""),
+                );
+                let mut counts: Funnel = match stats.get(key).db()? {
+                    Some(bytes) => decode(
+                        bytes.value(),
+                        &format_args!("trigger stats {}/{}", delta.site, delta.trigger_id),
+                    )?,
+                    None => Funnel::default(),
+                };
+                counts.add(&delta.counts);
+                stats.insert(key, encode(&counts)?.as_slice()).db()?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn trigger_stats(
+        &self,
+        site: &str,
+        trigger_id: u64,
+        from_day: u32,
+        to_day: u32,
+    ) -> Result<Vec<StatsRow>, StoreError> {
+        if to_day <= from_day {
+            return Ok(Vec::new());
+        }
+        self.read(|txn| {
+            let table = txn.open_table(TRIGGER_STATS).db()?;
+            let mut out = Vec::new();
+            for entry in table
+                .range((site, trigger_id, from_day, "")..(site, trigger_id, to_day, ""))
+                .db()?
+            {
+                let (key, bytes) = entry.db()?;
+                let (_, _, day, variant) = key.value();
+                out.push(StatsRow {
+                    day,
+                    variant: (!variant.is_empty()).then(|| variant.to_string()),
+                    counts: decode(
+                        bytes.value(),
+                        &format_args!("trigger stats {site}/{trigger_id}/{day}"),
+                    )?,
+                });
             }
             Ok(out)
         })

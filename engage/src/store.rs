@@ -25,11 +25,13 @@ use crate::model::{
     SessionRecord, Site,
 };
 use crate::saved_replies::{NewSavedReply, SavedReply};
+use crate::triggers::{FireRecord, StatsDelta, StatsRow, Trigger};
 use crate::webhooks::{Delivery, NewWebhook, Webhook};
 use crate::widget::{Lead, NewLead, WidgetSettings};
 
-/// Durable storage for visitor profiles, agents, sessions, API tokens, sites, and
-/// conversations with their messages, attachments, visitor credentials and blocks.
+/// Durable storage for visitor profiles, agents, sessions, API tokens, sites,
+/// conversations with their messages, attachments, visitor credentials and blocks, and
+/// triggers with their fire records and counters.
 #[async_trait]
 pub trait Store: Send + Sync + std::fmt::Debug {
     // Visitor profiles.
@@ -323,4 +325,57 @@ pub trait Store: Send + Sync + std::fmt::Debug {
 
     /// Every stored agent status; agents without one are online.
     async fn agent_statuses(&self) -> Result<Vec<(u64, AgentStatus)>, StoreError>;
+
+    // Triggers (issue 4). A trigger is one JSON record under (site, id); fire records are
+    // under (site, visitor, trigger); counters under (site, trigger, UTC day, variant).
+
+    /// Stores a new trigger under a fresh id (ids are never reused) and returns it with the id.
+    async fn create_trigger(&self, trigger: Trigger) -> Result<Trigger, StoreError>;
+
+    /// [`Store::create_trigger`] for many triggers in one transaction (an import).
+    async fn create_triggers(&self, triggers: Vec<Trigger>) -> Result<Vec<Trigger>, StoreError>;
+
+    async fn trigger(&self, site: &str, id: u64) -> Result<Option<Trigger>, StoreError>;
+
+    /// Every trigger of a site, in id order.
+    async fn triggers(&self, site: &str) -> Result<Vec<Trigger>, StoreError>;
+
+    /// Every trigger of every site, to compile at start-up.
+    async fn all_triggers(&self) -> Result<Vec<Trigger>, StoreError>;
+
+    /// Replaces a stored trigger (by its site and id). A missing one is
+    /// [`StoreError::NotFound`].
+    async fn update_trigger(&self, trigger: &Trigger) -> Result<(), StoreError>;
+
+    /// Deletes a trigger and its counters; returns whether it existed. Fire records stay (a
+    /// deleted trigger's id is never reused, so they match nothing).
+    async fn delete_trigger(&self, site: &str, id: u64) -> Result<bool, StoreError>;
+
+    /// The fire records of one visitor of one site (one per trigger that fired for them).
+    async fn trigger_fires(
+        &self,
+        site: &str,
+        visitor_id: &str,
+    ) -> Result<Vec<FireRecord>, StoreError>;
+
+    /// Ids of the visitors of a site that have at least one fire record (any trigger), so the
+    /// engine knows without a read per visitor whose records it must load.
+    async fn trigger_fired_visitors(&self, site: &str) -> Result<Vec<String>, StoreError>;
+
+    /// In one transaction: stores (replaces) each fire record, and adds each delta to its
+    /// (site, trigger, day, variant) counters.
+    async fn save_trigger_activity(
+        &self,
+        fires: &[FireRecord],
+        deltas: &[StatsDelta],
+    ) -> Result<(), StoreError>;
+
+    /// A trigger's counters for the UTC days in `[from_day, to_day)`.
+    async fn trigger_stats(
+        &self,
+        site: &str,
+        trigger_id: u64,
+        from_day: u32,
+        to_day: u32,
+    ) -> Result<Vec<StatsRow>, StoreError>;
 }

@@ -14,5 +14,7 @@ mod contacts;
 mod conversations;
 mod live;
 mod openapi;
+mod triggers;
+mod triggers_browser;
 mod webhooks;
 mod widget_hours;

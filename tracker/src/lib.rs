@@ -6,7 +6,9 @@
 //! that counts are read in O(1) and stay exact under concurrent ingestion. Agents' panels list
 //! visitors ([`Presence::list`], [`Presence::snapshot`]) and follow a coalesced change feed
 //! ([`Presence::drain_changes`]); a periodic [`Presence::sweep`] demotes idle visitors and
-//! forgets those gone for the retention period.
+//! forgets those gone for the retention period. Code that tests many things about a visitor on
+//! every beacon (the trigger engine) borrows a [`VisitorView`] instead of copying a snapshot
+//! ([`Presence::with_visitor`], [`Presence::for_each_visitor`]).
 //!
 //! Only live state is kept here. What must survive a visitor leaving memory (its number, visit
 //! count, first visit and identity) is the caller's [`KnownProfile`]: [`Presence::observe`]
@@ -33,6 +35,7 @@ mod segment;
 mod site;
 mod snapshot;
 pub mod text;
+mod view;
 mod visitor;
 
 pub use beacon::{Beacon, BeaconKind, CustomEvent, Identity, KnownProfile, Observation, PropValue};
@@ -43,3 +46,4 @@ pub use list::{Cursor, CursorError, DEFAULT_LIST_LIMIT, ListPage, ListQuery, MAX
 pub use presence::{Changes, Presence, SweepReport};
 pub use segment::{Segment, SegmentCounts, Segments, UnknownSegment};
 pub use snapshot::{EventRecord, PageVisit, VisitorSnapshot};
+pub use view::VisitorView;

@@ -47,6 +47,7 @@ use crate::text::{
     MAX_ID_LEN, MAX_LANGUAGE_LEN, MAX_TITLE_LEN, MAX_URL_LEN, contains_ignore_case,
     lowercase_needle, truncate,
 };
+use crate::view::VisitorView;
 use crate::visitor::{
     Extras, NOT_DUE, NOT_LEFT, Page, PageStamp, Symbols, Visitor, VisitorId, offset,
 };
@@ -329,6 +330,41 @@ impl Presence {
     pub fn get(&self, site: &str, visitor_id: &str) -> Option<VisitorSnapshot> {
         let site = self.site(site)?;
         self.get_in(&site, visitor_id)
+    }
+
+    /// Runs `f` on a borrowed view of one live visitor, under its shard's read lock; `None` if
+    /// the visitor is not in memory. `f` must be short and must not call back into this
+    /// `Presence` (see [`VisitorView`]).
+    pub fn with_visitor<R>(
+        &self,
+        site: &str,
+        visitor_id: &str,
+        f: impl FnOnce(&VisitorView<'_>) -> R,
+    ) -> Option<R> {
+        let site = self.site(site)?;
+        let hash = site.hash_id(visitor_id);
+        let shard = site.shard(hash).read();
+        let visitor = shard
+            .visitors
+            .find(hash, |visitor| visitor.id == *visitor_id)?;
+        let view = VisitorView::new(visitor, &self.symbols);
+        Some(f(&view))
+    }
+
+    /// Runs `f` on a view of every live visitor of a site, one shard at a time (each under its
+    /// read lock), in no particular order. Beacons for other shards go on meanwhile; a visitor
+    /// that moves on while its shard is not locked is seen as it is when its shard is visited.
+    /// `f` must not call back into this `Presence`.
+    pub fn for_each_visitor(&self, site: &str, mut f: impl FnMut(&VisitorView<'_>)) {
+        let Some(site) = self.site(site) else {
+            return;
+        };
+        for shard in site.shards() {
+            let shard = shard.read();
+            for visitor in shard.visitors.iter() {
+                f(&VisitorView::new(visitor, &self.symbols));
+            }
+        }
     }
 
     /// A page of a site's visitors in a segment, matching the search, newest activity first.

@@ -3,8 +3,8 @@
 //
 // Routes (location.hash): #/visitors (the default), #/visitors/<site>/<visitor
 // id> (opens that live visitor's card), #/inbox, #/inbox/<conversation id>,
-// #/leads, #/settings (saved replies; the widget's settings for owners and
-// admins). The views are created once per
+// #/leads, #/triggers (see pl-triggers.js for its sub-routes), #/settings (saved
+// replies; the widget's settings for owners and admins). The views are created once per
 // sign-in and swapped in and out of <main>; the inbox feed (InboxService:
 // unread counts, notifications) runs on every route.
 
@@ -17,6 +17,7 @@ import './pl-login.js';
 import './pl-live-panel.js';
 import './pl-inbox.js';
 import './pl-leads.js';
+import './pl-triggers.js';
 import './pl-widget-settings.js';
 import './pl-saved-replies.js';
 
@@ -28,9 +29,10 @@ const navVisitors = document.getElementById('nav-visitors');
 const navInbox = document.getElementById('nav-inbox');
 const navInboxCount = navInbox.querySelector('.count');
 const navLeads = document.getElementById('nav-leads');
+const navTriggers = document.getElementById('nav-triggers');
 const navSettings = document.getElementById('nav-settings');
-const NAV = { visitors: navVisitors, inbox: navInbox, leads: navLeads, settings: navSettings };
-const TITLES = { visitors: 'Visitors', inbox: 'Inbox', leads: 'Leads', settings: 'Settings' };
+const NAV = { visitors: navVisitors, inbox: navInbox, leads: navLeads, triggers: navTriggers, settings: navSettings };
+const TITLES = { visitors: 'Visitors', inbox: 'Inbox', leads: 'Leads', triggers: 'Triggers', settings: 'Settings' };
 const statusSelect = document.getElementById('agent-status');
 
 let view = null; // 'login' | 'console' | 'error'
@@ -68,14 +70,16 @@ function startSession(me) {
   const panel = document.createElement('pl-live-panel');
   const inbox = document.createElement('pl-inbox');
   const leads = document.createElement('pl-leads');
+  const triggers = document.createElement('pl-triggers');
   const isAdmin = agent.role === 'owner' || agent.role === 'admin';
   // Settings: saved replies for every agent, the widget's settings for owners and admins.
   const widgetSettings = isAdmin ? document.createElement('pl-widget-settings') : null;
   const replies = document.createElement('pl-saved-replies');
   const settings = h('div', { id: 'settings-page', class: 'settings-page' }, replies, widgetSettings);
-  session = { me, panel, inbox, leads, settings, service, route: null };
+  session = { me, panel, inbox, leads, triggers, settings, service, route: null };
   navSettings.hidden = false;
   leads.setup(me);
+  triggers.setup(me);
   replies.setup(me);
   if (widgetSettings) widgetSettings.setup(me);
   // The status the server keeps (it survives reconnects and restarts) is the truth.
@@ -102,6 +106,18 @@ function parseRoute() {
       return { name: 'visitors', id: null };
     }
   }
+  const t = /^#\/triggers(?:\/([^/]+)(?:\/(new|\d+)(?:\/(stats))?)?)?\/?$/.exec(location.hash);
+  if (t) {
+    let site = null;
+    try {
+      site = t[1] ? decodeURIComponent(t[1]) : null;
+    } catch {
+      /* a malformed key: the saved site's list */
+    }
+    const id = t[2] && t[2] !== 'new' ? Number(t[2]) : null;
+    const view = !t[2] || (t[3] && id == null) ? 'list' : t[3] ? 'stats' : 'edit';
+    return { name: 'triggers', id: null, trigger: { view, site, id } };
+  }
   const m = /^#\/(visitors|inbox|leads|settings)(?:\/(\d+))?\/?$/.exec(location.hash);
   if (!m) return { name: 'visitors', id: null };
   return { name: m[1], id: m[2] ? Number(m[2]) : null };
@@ -110,10 +126,11 @@ function parseRoute() {
 function route() {
   if (!session || view !== 'console') return;
   const r = parseRoute();
-  const target = { inbox: session.inbox, leads: session.leads, settings: session.settings }[r.name] || session.panel;
+  const target = { inbox: session.inbox, leads: session.leads, triggers: session.triggers, settings: session.settings }[r.name] || session.panel;
   if (main.firstElementChild !== target || main.childElementCount !== 1) main.replaceChildren(target);
   else if (r.name === 'leads') session.leads.load();
   if (r.name === 'inbox') session.inbox.show(r.id);
+  if (r.name === 'triggers') session.triggers.show(r.trigger);
   if (r.visitor) session.panel.focusVisitor(r.site, r.visitor);
   session.route = r.name;
   for (const [name, link] of Object.entries(NAV)) {

@@ -162,3 +162,26 @@ export function blockPath(siteKey, visitorId) {
 export function unblock(siteKey, visitorId) {
   return request('DELETE', blockPath(siteKey, visitorId));
 }
+
+// A yes/no question (e.g. "Delete this trigger?"). Resolves true when
+// confirmed, false when cancelled; Cancel has the focus, so Enter is safe.
+export function confirmDialog({ id = 'confirm-dialog', title, text = '', confirm = 'OK', danger = false }) {
+  document.getElementById(id)?.remove();
+  return new Promise((resolve) => {
+    let done = false;
+    const finish = (v) => {
+      if (done) return;
+      done = true;
+      m.close();
+      resolve(v);
+    };
+    const ok = h('button', { id: `${id}-confirm`, class: `btn ${danger ? 'btn-danger' : 'btn-primary'}`, type: 'submit', text: confirm });
+    const cancel = h('button', { id: `${id}-cancel`, class: 'btn', type: 'button', text: 'Cancel', onclick: () => finish(false) });
+    const m = modal(id, title, text ? h('p', { class: 'muted dialog-sub', text }) : [], [cancel, ok], { onCancel: () => finish(false) });
+    m.dialog.querySelector('form').addEventListener('submit', (e) => {
+      e.preventDefault();
+      finish(true);
+    });
+    cancel.focus();
+  });
+}

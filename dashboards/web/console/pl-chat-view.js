@@ -28,6 +28,8 @@ import * as f from './format.js';
 import './pl-visitor-card.js';
 import './pl-contact.js';
 import { CHANGED as REPLIES_CHANGED, matching, savedReplies } from './saved-replies.js';
+import { variantLabel } from './trigger-model.js';
+import { statsLink, triggerName } from './triggers-api.js';
 
 const PAGE = 500; // messages per request
 const MAX_ATTACHMENT = 2 * 1024 * 1024;
@@ -605,6 +607,7 @@ class PlChatView extends HTMLElement {
           v.number != null ? row('Visitor', 'number', `#${v.number}`) : null,
           c.subject ? row('Subject', 'subject', c.subject) : null,
           row('Started on', 'page_url', page),
+          c.origin && c.origin.kind === 'trigger' ? row('Trigger', 'trigger', triggerOrigin(c)) : null,
           row('IP', 'visitor_ip', c.visitor_ip),
           row('Started', 'created', f.dateTime(c.created_ms)),
           c.resolved_ms != null && c.state === 'resolved' ? row('Resolved', 'resolved', f.dateTime(c.resolved_ms)) : null,
@@ -1001,3 +1004,14 @@ function msgTime(ms) {
 }
 
 if (!customElements.get('pl-chat-view')) customElements.define('pl-chat-view', PlChatView);
+
+// "Spring pricing offer · Variant B" for a conversation a trigger started,
+// linking to the trigger's stats (the name arrives after the link is shown).
+function triggerOrigin(c) {
+  const o = c.origin;
+  const link = h('a', { class: 'chat-trigger', href: statsLink(c.site, o.trigger_id), text: `Trigger #${o.trigger_id}` });
+  triggerName(c.site, o.trigger_id).then((name) => {
+    if (name) link.textContent = name;
+  });
+  return h('span', {}, link, typeof o.variant === 'string' ? ` · ${variantLabel(o.variant)}` : null, o.test ? ' · test-fire' : null);
+}

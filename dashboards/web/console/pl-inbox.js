@@ -457,6 +457,9 @@ class PlInbox extends HTMLElement {
         'div',
         { class: 'ci-bottom' },
         state !== 'open' ? h('span', { class: `badge badge-state-${state} ci-state`, text: state }) : null,
+        c.origin && c.origin.kind === 'trigger'
+          ? h('span', { class: 'badge badge-trigger ci-trigger', 'data-trigger-id': String(c.origin.trigger_id), title: 'Started by a trigger message', text: 'trigger' })
+          : null,
         (c.tags || []).map((t) => h('span', { class: 'tag', text: t })),
         h('span', { class: 'grow' }),
         c.assigned_agent != null && c.assigned_agent !== this.agentId ? h('span', { class: 'ci-agent', text: agents.fullName(c.assigned_agent) }) : null,

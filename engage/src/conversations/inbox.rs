@@ -315,14 +315,14 @@ mod tests {
             (
                 "unanswered trigger",
                 with(&|c| {
-                    c.origin = ConversationOrigin::Trigger { trigger_id: 3 };
+                    c.origin = ConversationOrigin::trigger(3);
                     c.last_visitor_message_ms = None;
                 }),
                 None,
             ),
             (
                 "answered trigger",
-                with(&|c| c.origin = ConversationOrigin::Trigger { trigger_id: 3 }),
+                with(&|c| c.origin = ConversationOrigin::trigger(3)),
                 Some(InboxTab::Unassigned),
             ),
         ];

@@ -148,6 +148,21 @@ impl Content {
     }
 }
 
+/// A trigger's message, for [`Conversations::start_by_trigger_with`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TriggerMessage<'a> {
+    pub trigger_id: u64,
+    /// The A/B variant's key.
+    pub variant: Option<&'a str>,
+    /// Whether the widget should open itself with the message.
+    pub open_widget: bool,
+    /// A test-fire from the console (kept out of the statistics).
+    pub test: bool,
+    /// The name the message appears under (an agent's or a bot's).
+    pub sender_name: &'a str,
+    pub text: &'a str,
+}
+
 /// Optional details of a new conversation.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct StartDetails {
@@ -421,11 +436,38 @@ impl Conversations {
         text: &str,
         details: StartDetails,
     ) -> Result<AppendOutcome, ConversationError> {
+        self.start_by_trigger_with(
+            visitor,
+            TriggerMessage {
+                trigger_id,
+                variant: None,
+                open_widget: false,
+                test: false,
+                sender_name,
+                text,
+            },
+            details,
+        )
+        .await
+    }
+
+    /// [`Conversations::start_by_trigger`] with the variant, the open-widget flag and the
+    /// test-fire mark recorded in the conversation's origin.
+    pub async fn start_by_trigger_with(
+        &self,
+        visitor: VisitorRef<'_>,
+        message: TriggerMessage<'_>,
+        details: StartDetails,
+    ) -> Result<AppendOutcome, ConversationError> {
         validate_visitor_id(visitor.visitor_id)?;
         self.ensure_not_blocked(visitor)?;
-        let text = clean_text(text)?;
-        let name = clean_optional(Some(sender_name), MAX_NAME_CHARS, "the sender's name")?
-            .ok_or_else(|| invalid("the sender's name cannot be empty"))?;
+        let text = clean_text(message.text)?;
+        let name = clean_optional(
+            Some(message.sender_name),
+            MAX_NAME_CHARS,
+            "the sender's name",
+        )?
+        .ok_or_else(|| invalid("the sender's name cannot be empty"))?;
         let details = clean_details(details)?;
 
         let start = self.start_lock.lock().await;
@@ -435,7 +477,12 @@ impl Conversations {
         let conversation = self
             .create(
                 visitor,
-                ConversationOrigin::Trigger { trigger_id },
+                ConversationOrigin::Trigger {
+                    trigger_id: message.trigger_id,
+                    variant: message.variant.map(str::to_owned),
+                    open_widget: message.open_widget,
+                    test: message.test,
+                },
                 None,
                 details,
             )

@@ -28,8 +28,37 @@ pub enum ConversationOrigin {
     Visitor,
     /// An agent opened it from the live panel or the visitor card.
     Agent { agent_id: u64 },
-    /// A trigger's automatic message (issue 4).
-    Trigger { trigger_id: u64 },
+    /// A trigger's automatic message (issue 4). The fields after `trigger_id` came later and
+    /// default when absent, so earlier records still decode.
+    Trigger {
+        trigger_id: u64,
+        /// The A/B variant sent.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        variant: Option<String>,
+        /// Whether the widget should open itself with the message.
+        #[serde(default, skip_serializing_if = "is_false")]
+        open_widget: bool,
+        /// A test-fire from the console: never counted in the trigger's statistics.
+        #[serde(default, skip_serializing_if = "is_false")]
+        test: bool,
+    },
+}
+
+impl ConversationOrigin {
+    /// The origin of trigger `trigger_id`'s message with no variant, as sent by
+    /// [`crate::Conversations::start_by_trigger`].
+    pub fn trigger(trigger_id: u64) -> ConversationOrigin {
+        ConversationOrigin::Trigger {
+            trigger_id,
+            variant: None,
+            open_widget: false,
+            test: false,
+        }
+    }
+}
+
+fn is_false(flag: &bool) -> bool {
+    !*flag
 }
 
 /// The visitor's rating of a resolved conversation.
@@ -675,8 +704,29 @@ mod tests {
         let back: Conversation = serde_json::from_slice(&serde_json::to_vec(&c).unwrap()).unwrap();
         assert_eq!(back, c);
         assert_eq!(
-            serde_json::to_string(&ConversationOrigin::Trigger { trigger_id: 4 }).unwrap(),
+            serde_json::to_string(&ConversationOrigin::trigger(4)).unwrap(),
             r#"{"kind":"trigger","trigger_id":4}"#
+        );
+        let full = ConversationOrigin::Trigger {
+            trigger_id: 4,
+            variant: Some("b".into()),
+            open_widget: true,
+            test: true,
+        };
+        let json = serde_json::to_string(&full).unwrap();
+        assert_eq!(
+            json,
+            r#"{"kind":"trigger","trigger_id":4,"variant":"b","open_widget":true,"test":true}"#
+        );
+        assert_eq!(
+            serde_json::from_str::<ConversationOrigin>(&json).unwrap(),
+            full
+        );
+        // Records written before the variant existed still decode.
+        assert_eq!(
+            serde_json::from_str::<ConversationOrigin>(r#"{"kind":"trigger","trigger_id":4}"#)
+                .unwrap(),
+            ConversationOrigin::trigger(4)
         );
     }
 }

@@ -664,7 +664,7 @@ async fn triggers_start_conversations_that_wait_for_the_visitor() {
         .await
         .unwrap();
     let c = outcome.conversation;
-    assert_eq!(c.origin, ConversationOrigin::Trigger { trigger_id: 42 });
+    assert_eq!(c.origin, ConversationOrigin::trigger(42));
     assert_eq!(
         outcome.message.author,
         Author::Bot {

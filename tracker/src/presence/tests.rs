@@ -1415,3 +1415,75 @@ fn an_agent_edits_a_live_identity_and_customers_follows() {
             .is_none()
     );
 }
+
+#[test]
+fn views_agree_with_snapshots() {
+    let h = Harness::new();
+    let mut landing = beacon(
+        "a",
+        "visit-1",
+        BeaconKind::PageView,
+        "https://shop.example/?utm_source=ads&utm_campaign=spring",
+    );
+    landing.referrer = Some("https://search.example/");
+    h.send(&landing);
+    h.clock.advance(5_000);
+    h.page("a", "visit-1", "https://shop.example/pricing");
+    h.send(&beacon(
+        "a",
+        "visit-1",
+        identify(Some("Ann"), None),
+        "https://shop.example/pricing",
+    ));
+    h.page("b", "visit-9", "https://shop.example/b");
+    let card = h.get("a");
+    let seen = h
+        .presence
+        .with_visitor(SITE, "a", |view| {
+            assert_eq!(view.id(), "a");
+            assert_eq!(view.current_url(), &*card.current_url);
+            assert_eq!(view.current_title(), &*card.current_title);
+            assert_eq!(view.page_since_ms(), card.page_since_ms);
+            assert_eq!(view.visit_started_ms(), card.visit_started_ms);
+            assert_eq!(view.pages_this_visit(), 2);
+            assert_eq!(view.visits(), card.visits);
+            assert_eq!(view.landing_url(), &*card.landing_url);
+            assert_eq!(
+                view.earlier_urls().collect::<Vec<_>>(),
+                ["https://shop.example/?utm_source=ads&utm_campaign=spring"]
+            );
+            assert_eq!(view.referrer(), Some("https://search.example/"));
+            assert_eq!(view.language(), Some("en-GB"));
+            assert_eq!(view.campaign(), Some(&card.campaign));
+            assert_eq!(view.geo(), &*card.geo);
+            assert_eq!(view.client(), &*card.client);
+            assert_eq!(view.ip(), card.ip);
+            assert_eq!(view.identity(), Some(&card.identity));
+            assert!(view.events().is_empty());
+            assert_eq!(view.segments(), card.segments);
+            assert_eq!(view.left_ms(), None);
+            view.visit_tag()
+        })
+        .expect("a is live");
+    // The visit tag stays for the visit and changes with a new one.
+    h.page("a", "visit-1", "https://shop.example/cart");
+    assert_eq!(
+        h.presence.with_visitor(SITE, "a", |view| view.visit_tag()),
+        Some(seen)
+    );
+    h.page("a", "visit-2", "https://shop.example/");
+    assert_ne!(
+        h.presence.with_visitor(SITE, "a", |view| view.visit_tag()),
+        Some(seen)
+    );
+    assert!(h.presence.with_visitor(SITE, "nobody", |_| ()).is_none());
+    assert!(h.presence.with_visitor("no-site", "a", |_| ()).is_none());
+
+    let mut ids = Vec::new();
+    h.presence
+        .for_each_visitor(SITE, |view| ids.push(view.id().to_owned()));
+    ids.sort();
+    assert_eq!(ids, ["a", "b"]);
+    h.presence
+        .for_each_visitor("no-site", |_| panic!("no visitors"));
+}

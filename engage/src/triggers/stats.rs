@@ -1,0 +1,325 @@
+//! Fire records and funnel statistics, and their write-behind.
+//!
+//! Every fire leaves a [`FireRecord`] for (site, visitor, trigger): the latest fire, which the
+//! limits are judged by and which follows the message through the funnel (delivered, seen,
+//! replied, goal), each step counted once. Counters are kept per (trigger, variant or control,
+//! UTC day of the fire): a step is counted on the day of the fire it belongs to, so a period's
+//! rates compare like with like.
+//!
+//! Both are written behind: changes collect in memory and a task writes them in one
+//! transaction about once a second (and on shutdown), so a fire never waits for a disk write
+//! and a busy site costs one commit a second, not one per fire. Queries add what is still
+//! pending, so they are never behind. A crash loses at most the last second of records.
+
+use std::collections::HashMap;
+
+use parking_lot::Mutex;
+use serde::{Deserialize, Serialize};
+
+use crate::error::StoreError;
+use crate::store::Store;
+
+/// Milliseconds in a day.
+pub(crate) const DAY_MS: i64 = 86_400_000;
+
+/// The UTC day (days since 1970-01-01) of an instant.
+pub fn utc_day(ms: i64) -> u32 {
+    u32::try_from(ms.div_euclid(DAY_MS).max(0)).unwrap_or(u32::MAX)
+}
+
+/// The funnel counters.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Funnel {
+    pub fired: u64,
+    pub delivered: u64,
+    pub seen: u64,
+    pub replied: u64,
+    pub goal: u64,
+}
+
+impl Funnel {
+    pub(crate) fn add(&mut self, other: &Funnel) {
+        self.fired += other.fired;
+        self.delivered += other.delivered;
+        self.seen += other.seen;
+        self.replied += other.replied;
+        self.goal += other.goal;
+    }
+
+    /// Each later step as a fraction of `fired` (all 0 when nothing fired).
+    pub fn rates(&self) -> Rates {
+        let of = |count: u64| {
+            if self.fired == 0 {
+                0.0
+            } else {
+                count as f64 / self.fired as f64
+            }
+        };
+        Rates {
+            delivered: of(self.delivered),
+            seen: of(self.seen),
+            replied: of(self.replied),
+            goal: of(self.goal),
+        }
+    }
+}
+
+/// Funnel steps as fractions of `fired`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+pub struct Rates {
+    pub delivered: f64,
+    pub seen: f64,
+    pub replied: f64,
+    pub goal: f64,
+}
+
+/// A step of the funnel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Step {
+    Fired,
+    Delivered,
+    Seen,
+    Replied,
+    Goal,
+}
+
+impl Step {
+    fn add_to(self, funnel: &mut Funnel) {
+        match self {
+            Step::Fired => funnel.fired += 1,
+            Step::Delivered => funnel.delivered += 1,
+            Step::Seen => funnel.seen += 1,
+            Step::Replied => funnel.replied += 1,
+            Step::Goal => funnel.goal += 1,
+        }
+    }
+}
+
+/// The latest fire of one trigger for one visitor, and how far it got.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FireRecord {
+    pub site: String,
+    pub visitor_id: String,
+    pub trigger_id: u64,
+    /// Wall-clock time of the fire.
+    pub fired_ms: i64,
+    /// The variant sent; `None` for the control group.
+    pub variant: Option<String>,
+    /// The visitor's visit number at the fire (visits are counted durably, so this names the
+    /// visit across restarts): "once per visit" compares it.
+    pub visit: u32,
+    /// Fires of this trigger for this visitor so far, this one included.
+    pub count: u32,
+    pub conversation_id: Option<u64>,
+    #[serde(default)]
+    pub delivered: bool,
+    #[serde(default)]
+    pub seen: bool,
+    #[serde(default)]
+    pub replied: bool,
+    #[serde(default)]
+    pub goal: bool,
+}
+
+/// Counter increments for one (site, trigger, day, variant), as written to the store.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StatsDelta {
+    pub site: String,
+    pub trigger_id: u64,
+    pub day: u32,
+    /// `None` for the control group.
+    pub variant: Option<String>,
+    pub counts: Funnel,
+}
+
+/// Stored counters of one (trigger, day, variant).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StatsRow {
+    pub day: u32,
+    pub variant: Option<String>,
+    pub counts: Funnel,
+}
+
+/// One variant's (or the control group's) funnel over a period.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct VariantStats {
+    /// `None` is the control group.
+    pub variant: Option<String>,
+    #[serde(flatten)]
+    pub counts: Funnel,
+    pub rates: Rates,
+}
+
+/// The funnel totals over a period.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TotalStats {
+    #[serde(flatten)]
+    pub counts: Funnel,
+    pub rates: Rates,
+}
+
+/// A trigger's funnel over `[from_ms, to_ms)`, as the stats API returns it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TriggerStats {
+    pub trigger_id: u64,
+    #[serde(rename = "from")]
+    pub from_ms: i64,
+    #[serde(rename = "to")]
+    pub to_ms: i64,
+    /// Variants in the trigger's order, then any variant no longer in it, then the control
+    /// group (when it has fired or the trigger has one).
+    pub variants: Vec<VariantStats>,
+    pub total: TotalStats,
+}
+
+type DeltaKey = (String, u64, u32, Option<String>);
+
+#[derive(Debug, Default)]
+struct Pending {
+    /// site → visitor → the visitor's changed records (one per trigger), so a visitor's
+    /// pending records are found with two lookups by `&str` and no allocation.
+    fires: HashMap<String, HashMap<String, Vec<FireRecord>>>,
+    counts: HashMap<DeltaKey, Funnel>,
+}
+
+/// Changes waiting to be written.
+#[derive(Debug, Default)]
+pub(crate) struct Recorder {
+    pending: Mutex<Pending>,
+    /// Serialises flushes, so two cannot write the same changes or reorder a record's versions.
+    flushing: tokio::sync::Mutex<()>,
+}
+
+impl Recorder {
+    /// Queues the record's current state.
+    pub(crate) fn record(&self, record: &FireRecord) {
+        let mut pending = self.pending.lock();
+        let records = match pending.fires.get_mut(&record.site) {
+            Some(visitors) => visitors,
+            None => pending.fires.entry(record.site.clone()).or_default(),
+        };
+        let records = match records.get_mut(&record.visitor_id) {
+            Some(records) => records,
+            None => records.entry(record.visitor_id.clone()).or_default(),
+        };
+        match records
+            .iter_mut()
+            .find(|pending| pending.trigger_id == record.trigger_id)
+        {
+            Some(pending) => *pending = record.clone(),
+            None => records.push(record.clone()),
+        }
+    }
+
+    /// Counts `step` for the fire `record` describes.
+    pub(crate) fn count(&self, record: &FireRecord, step: Step) {
+        let key = (
+            record.site.clone(),
+            record.trigger_id,
+            utc_day(record.fired_ms),
+            record.variant.clone(),
+        );
+        step.add_to(self.pending.lock().counts.entry(key).or_default());
+    }
+
+    /// A visitor's fire records not written yet.
+    pub(crate) fn pending_fires(&self, site: &str, visitor_id: &str) -> Vec<FireRecord> {
+        self.pending
+            .lock()
+            .fires
+            .get(site)
+            .and_then(|visitors| visitors.get(visitor_id))
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    /// Counters not written yet for one trigger, as rows.
+    pub(crate) fn pending_rows(&self, site: &str, trigger_id: u64) -> Vec<StatsRow> {
+        self.pending
+            .lock()
+            .counts
+            .iter()
+            .filter(|((row_site, id, _, _), _)| row_site == site && *id == trigger_id)
+            .map(|((_, _, day, variant), counts)| StatsRow {
+                day: *day,
+                variant: variant.clone(),
+                counts: *counts,
+            })
+            .collect()
+    }
+
+    /// Writes everything pending in one store call. On failure the changes go back into the
+    /// queue (newer versions of a record win), to be written by the next flush.
+    pub(crate) async fn flush(&self, store: &dyn Store) -> Result<(), StoreError> {
+        let _one_at_a_time = self.flushing.lock().await;
+        let taken = std::mem::take(&mut *self.pending.lock());
+        if taken.fires.is_empty() && taken.counts.is_empty() {
+            return Ok(());
+        }
+        let fires: Vec<FireRecord> = taken
+            .fires
+            .into_values()
+            .flat_map(|visitors| visitors.into_values().flatten())
+            .collect();
+        let deltas: Vec<StatsDelta> = taken
+            .counts
+            .into_iter()
+            .map(|((site, trigger_id, day, variant), counts)| StatsDelta {
+                site,
+                trigger_id,
+                day,
+                variant,
+                counts,
+            })
+            .collect();
+        if let Err(error) = store.save_trigger_activity(&fires, &deltas).await {
+            let mut pending = self.pending.lock();
+            for record in fires {
+                let newer = pending
+                    .fires
+                    .entry(record.site.clone())
+                    .or_default()
+                    .entry(record.visitor_id.clone())
+                    .or_default();
+                if !newer
+                    .iter()
+                    .any(|known| known.trigger_id == record.trigger_id)
+                {
+                    newer.push(record);
+                }
+            }
+            for delta in deltas {
+                let key = (delta.site, delta.trigger_id, delta.day, delta.variant);
+                pending.counts.entry(key).or_default().add(&delta.counts);
+            }
+            return Err(error);
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn days_and_rates() {
+        assert_eq!(utc_day(0), 0);
+        assert_eq!(utc_day(DAY_MS - 1), 0);
+        assert_eq!(utc_day(DAY_MS), 1);
+        assert_eq!(utc_day(-5), 0);
+        let funnel = Funnel {
+            fired: 4,
+            delivered: 3,
+            seen: 2,
+            replied: 1,
+            goal: 0,
+        };
+        let rates = funnel.rates();
+        assert_eq!(
+            (rates.delivered, rates.seen, rates.replied, rates.goal),
+            (0.75, 0.5, 0.25, 0.0)
+        );
+        assert_eq!(Funnel::default().rates().delivered, 0.0);
+    }
+}

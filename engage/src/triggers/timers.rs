@@ -1,0 +1,289 @@
+//! The wake-up queue for time-based conditions: one pending wake-up per visitor.
+//!
+//! An evaluation that finds a trigger true "from T" (time on page or site still growing)
+//! schedules the visitor at the earliest such T. The queue is a binary heap of (due, sequence)
+//! plus a map from visitor to its one live entry: rescheduling a visitor replaces its entry,
+//! and the old heap item, whose sequence no longer matches, is dropped when it surfaces. So the
+//! work per wake-up is O(log n) whatever the number pending, and a visitor is never woken twice
+//! for one schedule.
+//!
+//! Each entry records the visit (the tracker's visit tag) and the page count it was scheduled
+//! for. When it is due the engine re-evaluates the visitor only if both still match: a visitor
+//! who navigated, started a new visit or left is not written to from that timer ("navigation
+//! cancels page timers"); their own beacons schedule afresh.
+//!
+//! The queue itself is synchronous; the service runs one task that sleeps until the earliest
+//! deadline and is woken through a [`tokio::sync::Notify`] when an earlier one is inserted.
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
+
+use super::FastHash;
+
+/// Which visitor a wake-up is for. (Ordered only because heap items contain it; sequence
+/// numbers are unique, so the heap never compares two keys.)
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub(crate) struct TimerKey {
+    pub site: Arc<str>,
+    pub visitor_id: Box<str>,
+}
+
+/// A wake-up that came due.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Due {
+    pub key: Arc<TimerKey>,
+    pub visit_tag: u32,
+    pub pages: u32,
+    pub due_ms: i64,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Slot {
+    seq: u64,
+    due_ms: i64,
+    visit_tag: u32,
+    pages: u32,
+}
+
+#[derive(Debug, Default)]
+struct Queue {
+    heap: BinaryHeap<Reverse<(i64, u64, Arc<TimerKey>)>>,
+    /// site → visitor → the visitor's live entry: looked up by `&str`, never allocating.
+    live: HashMap<Arc<str>, HashMap<Box<str>, Slot, FastHash>, FastHash>,
+    /// Live entries (the sum of the inner maps' lengths).
+    len: usize,
+    next_seq: u64,
+}
+
+impl Queue {
+    fn slot(&self, site: &str, visitor_id: &str) -> Option<&Slot> {
+        self.live.get(site)?.get(visitor_id)
+    }
+
+    /// Drops every heap item that is not some visitor's live entry.
+    fn compact(&mut self) {
+        let items = std::mem::take(&mut self.heap).into_vec();
+        let live: Vec<_> = items
+            .into_iter()
+            .filter(|Reverse((_, seq, key))| {
+                self.slot(&key.site, &key.visitor_id)
+                    .is_some_and(|slot| slot.seq == *seq)
+            })
+            .collect();
+        self.heap = BinaryHeap::from(live);
+    }
+
+    fn remove(&mut self, site: &str, visitor_id: &str) -> Option<Slot> {
+        let visitors = self.live.get_mut(site)?;
+        let slot = visitors.remove(visitor_id)?;
+        self.len -= 1;
+        if visitors.is_empty() {
+            self.live.remove(site);
+        }
+        Some(slot)
+    }
+}
+
+/// Pending wake-ups, at most one per visitor.
+#[derive(Debug, Default)]
+pub(crate) struct Timers {
+    queue: Mutex<Queue>,
+    /// Woken when a wake-up earlier than every other is inserted.
+    pub wake: tokio::sync::Notify,
+}
+
+impl Timers {
+    /// Schedules (or moves) the visitor's wake-up. A visitor already due no later, for the
+    /// same visit and page, keeps its entry.
+    pub(crate) fn schedule(
+        &self,
+        site: &Arc<str>,
+        visitor_id: &str,
+        visit_tag: u32,
+        pages: u32,
+        due_ms: i64,
+    ) {
+        let earliest = {
+            let mut queue = self.queue.lock();
+            if let Some(slot) = queue.slot(site, visitor_id)
+                && slot.visit_tag == visit_tag
+                && slot.pages == pages
+                && slot.due_ms <= due_ms
+            {
+                return;
+            }
+            queue.next_seq += 1;
+            let seq = queue.next_seq;
+            let earliest = queue
+                .heap
+                .peek()
+                .is_none_or(|Reverse((first, _, _))| due_ms < *first);
+            let slot = Slot {
+                seq,
+                due_ms,
+                visit_tag,
+                pages,
+            };
+            let visitors = match queue.live.get_mut(&**site) {
+                Some(visitors) => visitors,
+                None => queue.live.entry(Arc::clone(site)).or_default(),
+            };
+            let added = match visitors.get_mut(visitor_id) {
+                Some(existing) => {
+                    *existing = slot;
+                    false
+                }
+                None => {
+                    visitors.insert(visitor_id.into(), slot);
+                    true
+                }
+            };
+            if added {
+                queue.len += 1;
+            }
+            let key = Arc::new(TimerKey {
+                site: Arc::clone(site),
+                visitor_id: visitor_id.into(),
+            });
+            queue.heap.push(Reverse((due_ms, seq, key)));
+            // Navigation leaves stale items behind until they come due; when they outnumber
+            // the live ones, rebuild the heap from the live entries so it stays O(pending).
+            if queue.heap.len() > 2 * queue.len + 1024 {
+                queue.compact();
+            }
+            earliest
+        };
+        if earliest {
+            self.wake.notify_one();
+        }
+    }
+
+    /// Forgets the visitor's wake-up, if any.
+    pub(crate) fn cancel(&self, site: &str, visitor_id: &str) {
+        let mut queue = self.queue.lock();
+        if queue.len == 0 {
+            return;
+        }
+        queue.remove(site, visitor_id);
+        if queue.len == 0 {
+            // Nothing live: the stale heap items can go at once.
+            queue.heap.clear();
+        }
+    }
+
+    /// Takes up to `max` wake-ups due at or before `now_ms`, earliest first.
+    pub(crate) fn pop_due(&self, now_ms: i64, max: usize) -> Vec<Due> {
+        let mut due = Vec::new();
+        let mut queue = self.queue.lock();
+        while due.len() < max {
+            let Some(Reverse((due_ms, seq, _))) = queue.heap.peek() else {
+                break;
+            };
+            if *due_ms > now_ms {
+                break;
+            }
+            let (due_ms, seq) = (*due_ms, *seq);
+            let Some(Reverse((_, _, key))) = queue.heap.pop() else {
+                break;
+            };
+            match queue.slot(&key.site, &key.visitor_id) {
+                Some(slot) if slot.seq == seq => {
+                    let slot = *slot;
+                    queue.remove(&key.site, &key.visitor_id);
+                    due.push(Due {
+                        key,
+                        visit_tag: slot.visit_tag,
+                        pages: slot.pages,
+                        due_ms,
+                    });
+                }
+                // Replaced or cancelled since.
+                _ => {}
+            }
+        }
+        due
+    }
+
+    /// When the earliest pending wake-up is due (possibly a stale one, which only causes an
+    /// early, empty look).
+    pub(crate) fn next_due(&self) -> Option<i64> {
+        self.queue
+            .lock()
+            .heap
+            .peek()
+            .map(|Reverse((due_ms, _, _))| *due_ms)
+    }
+
+    /// Wake-ups pending (one per visitor).
+    pub(crate) fn len(&self) -> usize {
+        self.queue.lock().len
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn due_ids(timers: &Timers, now: i64) -> Vec<(String, i64)> {
+        timers
+            .pop_due(now, usize::MAX)
+            .into_iter()
+            .map(|due| (due.key.visitor_id.to_string(), due.due_ms))
+            .collect()
+    }
+
+    #[test]
+    fn one_wake_up_per_visitor_earliest_first() {
+        let timers = Timers::default();
+        let site: Arc<str> = "s".into();
+        timers.schedule(&site, "a", 1, 1, 3_000);
+        timers.schedule(&site, "b", 1, 1, 1_000);
+        // A later time for the same page keeps the earlier wake-up.
+        timers.schedule(&site, "b", 1, 1, 2_000);
+        // A new page replaces it, even with a later time.
+        timers.schedule(&site, "a", 1, 2, 5_000);
+        timers.schedule(&site, "c", 1, 1, 4_000);
+        timers.cancel("s", "c");
+        assert_eq!(timers.len(), 2);
+        assert_eq!(timers.next_due(), Some(1_000));
+        assert!(due_ids(&timers, 999).is_empty());
+        assert_eq!(due_ids(&timers, 3_000), [("b".into(), 1_000)]);
+        assert_eq!(due_ids(&timers, 10_000), [("a".into(), 5_000)]);
+        assert_eq!(timers.len(), 0);
+        assert_eq!(timers.next_due(), None);
+    }
+
+    #[test]
+    fn stale_items_are_compacted_away() {
+        let timers = Timers::default();
+        let site: Arc<str> = "s".into();
+        // One visitor navigating 5 000 times: one live entry, a bounded heap.
+        for page in 0..5_000 {
+            timers.schedule(&site, "a", 1, page, 1_000_000 - i64::from(page));
+        }
+        assert_eq!(timers.len(), 1);
+        assert!(timers.queue.lock().heap.len() <= 1_026);
+        assert_eq!(
+            due_ids(&timers, i64::MAX),
+            [("a".into(), 1_000_000 - 4_999)]
+        );
+    }
+
+    #[test]
+    fn pops_are_bounded_and_ordered() {
+        let timers = Timers::default();
+        let site: Arc<str> = "s".into();
+        for i in (0..100).rev() {
+            timers.schedule(&site, &format!("v{i}"), 0, 1, i);
+        }
+        let first = timers.pop_due(1_000, 10);
+        assert_eq!(
+            first.iter().map(|due| due.due_ms).collect::<Vec<_>>(),
+            (0..10).collect::<Vec<_>>()
+        );
+        assert_eq!(timers.pop_due(1_000, usize::MAX).len(), 90);
+    }
+}
