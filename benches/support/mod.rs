@@ -1,13 +1,16 @@
-//! Code shared by the `ingest` and `panel_latency` benchmarks (each includes this directory as
-//! its `support` module): realistic traffic, server child processes pinned to a core, CPU time,
-//! a minimal HTTP/1.1 response reader and a minimal listening WebSocket client.
+//! Code shared by the benchmarks (each includes this directory as its `support` module):
+//! realistic traffic and trigger rules, server child processes pinned to a core, CPU time, the
+//! closed-loop load generator, a minimal HTTP/1.1 response reader and a minimal listening
+//! WebSocket client.
 
 // Each benchmark uses its own part of this.
 #![allow(dead_code)]
 
 pub mod chat;
+pub mod closed_loop;
 pub mod http1;
 pub mod procs;
+pub mod rules;
 pub mod servers;
 pub mod traffic;
 pub mod ws;

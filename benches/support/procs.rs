@@ -287,7 +287,32 @@ impl ServerProcess {
     }
 
     /// Closes the child's stdin (its signal to shut down) and waits for it to exit.
+    /// Stops the server process (`SIGSTOP`) until [`ServerProcess::resume`]: its background
+    /// tasks then cannot run while another server on the same core is measured.
+    pub fn pause(&self) -> anyhow::Result<()> {
+        self.signal("-STOP")
+    }
+
+    /// Lets a paused server run again (`SIGCONT`); harmless if it runs.
+    pub fn resume(&self) -> anyhow::Result<()> {
+        self.signal("-CONT")
+    }
+
+    fn signal(&self, signal: &str) -> anyhow::Result<()> {
+        let status = Command::new("kill")
+            .arg(signal)
+            .arg(self.pid.to_string())
+            .status()
+            .context("running kill")?;
+        if !status.success() {
+            bail!("kill {signal} {} failed: {status}", self.pid);
+        }
+        Ok(())
+    }
+
     pub fn stop(mut self) -> anyhow::Result<()> {
+        // A paused server could not see its stdin close.
+        let _ = self.resume();
         self.stdin.take();
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {

@@ -2,7 +2,8 @@
 //! worker thread:
 //!
 //! - `porchlight-server`: the real Porchlight server (the fixture GeoIP database, the loopback
-//!   as a trusted proxy, the benchmark site; with `--owner`, also an owner who can open panels).
+//!   as a trusted proxy, the benchmark site; with `--owner`, also an owner who can open panels;
+//!   with `--rules N`, N realistic trigger rules on the site, see `support::rules`).
 //! - `baseline-server`: a bare axum endpoint at the same path that parses the same body into an
 //!   equivalent struct with serde and answers 204, nothing else: the practical ceiling of an
 //!   axum endpoint on this machine.
@@ -49,10 +50,20 @@ pub fn run(role: &str, args: &[String]) -> ExitCode {
         }
     };
     let with_owner = args.iter().any(|arg| arg == "--owner");
+    let rules = match args.iter().position(|arg| arg == "--rules") {
+        None => 0,
+        Some(at) => match args.get(at + 1).and_then(|n| n.parse::<usize>().ok()) {
+            Some(n) => n,
+            None => {
+                eprintln!("{role}: --rules needs a number");
+                return ExitCode::FAILURE;
+            }
+        },
+    };
     let result = runtime.block_on(async {
         match role {
-            "porchlight-server" => porchlight(with_owner, false).await,
-            "porchlight-beacon-only-server" => porchlight(with_owner, true).await,
+            "porchlight-server" => porchlight(with_owner, false, rules).await,
+            "porchlight-beacon-only-server" => porchlight(with_owner, true, rules).await,
             "baseline-server" => baseline().await,
             "baseline-json-server" => baseline_json().await,
             other => Err(anyhow::anyhow!("unknown role {other:?}")),
@@ -86,7 +97,7 @@ fn announce(addr: SocketAddr) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn porchlight(with_owner: bool, beacon_only: bool) -> anyhow::Result<()> {
+async fn porchlight(with_owner: bool, beacon_only: bool, rules: usize) -> anyhow::Result<()> {
     let data_dir = tempfile::tempdir().context("temporary data directory")?;
     let mmdb = data_dir.path().join("sample-city.mmdb");
     std::fs::write(&mmdb, geoip::fixture::city_database()).context("writing the GeoIP fixture")?;
@@ -100,6 +111,14 @@ async fn porchlight(with_owner: bool, beacon_only: bool) -> anyhow::Result<()> {
         .create_site("Bench shop", &[ORIGIN.to_owned()], Some(SITE))
         .await?;
     state.sites.reload(&*state.store).await?;
+    if rules > 0 {
+        // One transaction and one rule-set build, as an import would do it.
+        state
+            .triggers
+            .create_many(SITE, super::rules::realistic(rules))
+            .await
+            .context("storing the benchmark's trigger rules")?;
+    }
     if with_owner {
         state
             .accounts

@@ -13,6 +13,9 @@ use tokio::sync::broadcast::error::TryRecvError;
 
 const PASSWORD: &str = "a long enough password";
 
+/// A change that makes a valid trigger body invalid.
+type Mutation = Box<dyn Fn(&mut Value)>;
+
 fn triggers_path(rest: &str) -> String {
     format!("/api/sites/{TEST_SITE}/triggers{rest}")
 }
@@ -146,7 +149,7 @@ async fn trigger_crud_validation_errors_and_permissions() {
     assert!(patched.get("stats").is_none());
 
     // Validation errors name the JSON path of the bad part, as the console expects.
-    let cases: Vec<(&str, Box<dyn Fn(&mut Value)>, &str)> = vec![
+    let cases: Vec<(&str, Mutation, &str)> = vec![
         (
             "string operator on a number field",
             Box::new(|t| {

@@ -96,10 +96,9 @@ async fn wait_on_page(app: &TestApp, visitor: &str, path: &str) -> i64 {
 /// Sets form controls of the console the way a person would (value, then the event the
 /// control's code listens to), in one script so no render happens in between.
 async fn fill_trigger_form(agent: &Page) {
-    let text = serde_json::to_string(&format!(
-        "Hi {{first_name|there}}! 10 % off the Plus plan today, just ask."
-    ))
-    .unwrap();
+    let text =
+        serde_json::to_string("Hi {first_name|there}! 10 % off the Plus plan today, just ask.")
+            .unwrap();
     let name = serde_json::to_string(TRIGGER_NAME).unwrap();
     agent
         .eval_unit(&format!(
@@ -339,7 +338,11 @@ async fn a_trigger_built_in_the_console_greets_the_right_visitor_once() {
     // order), and the engine has nothing pending for them either.
     let fired = drain(&mut events);
 
-    assert_eq!(fired_for(&fired), [visitor_id.clone()], "{fired:?}");
+    assert_eq!(
+        fired_for(&fired),
+        std::slice::from_ref(&visitor_id),
+        "{fired:?}"
+    );
     let Some(TriggerEvent::Fired {
         at_ms,
         due_ms: Some(due_ms),

@@ -184,8 +184,62 @@ struct SiteState {
     fires: DashMap<Box<str>, Vec<FireRecord>, FastHash>,
     /// Hashes of the ids of visitors who have (or may have) a fire record: a visitor not in it
     /// has none, and needs no store read. Loaded at start, grown by every fire.
-    fired: RwLock<HashSet<u64, FastHash>>,
+    fired: FiredSet,
     visitor_hasher: FastHash,
+}
+
+/// Shards of [`SiteState::fired`] (and of the fire-record cache): a table growing towards a
+/// million visitors then rehashes 1/64 of them at a time, never all in one go under one lock.
+const SHARDS: usize = 64;
+
+/// A set of visitor-id hashes, split in [`SHARDS`] independently locked and resized tables.
+#[derive(Debug)]
+struct FiredSet {
+    shards: Box<[RwLock<HashSet<u64, BuildNoHash>>]>,
+}
+
+/// The set's keys are foldhash hashes already: hashing them again is wasted work.
+type BuildNoHash = std::hash::BuildHasherDefault<NoHash>;
+
+#[derive(Debug, Default)]
+struct NoHash(u64);
+
+impl std::hash::Hasher for NoHash {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &byte in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(byte);
+        }
+    }
+    fn write_u64(&mut self, value: u64) {
+        self.0 = value;
+    }
+}
+
+impl FiredSet {
+    fn new() -> FiredSet {
+        FiredSet {
+            shards: (0..SHARDS).map(|_| RwLock::default()).collect(),
+        }
+    }
+
+    fn shard(&self, hash: u64) -> &RwLock<HashSet<u64, BuildNoHash>> {
+        // The top bits pick the shard; the table uses the low ones.
+        &self.shards[(hash >> 58) as usize % SHARDS]
+    }
+
+    fn insert(&self, hash: u64) {
+        let shard = self.shard(hash);
+        if !shard.read().contains(&hash) {
+            shard.write().insert(hash);
+        }
+    }
+
+    fn contains(&self, hash: u64) -> bool {
+        self.shard(hash).read().contains(&hash)
+    }
 }
 
 impl SiteState {
@@ -194,8 +248,8 @@ impl SiteState {
             key,
             rules: RwLock::new(Arc::new(rules)),
             widget: RwLock::new(None),
-            fires: DashMap::with_hasher(FastHash::default()),
-            fired: RwLock::new(HashSet::default()),
+            fires: DashMap::with_hasher_and_shard_amount(FastHash::default(), SHARDS),
+            fired: FiredSet::new(),
             visitor_hasher: FastHash::default(),
         }
     }
@@ -203,20 +257,20 @@ impl SiteState {
     /// Marks the visitor as having fire records.
     fn note_fired(&self, visitor_id: &str) {
         let hash = self.visitor_hasher.hash_one(visitor_id);
-        self.fired.write().insert(hash);
+        self.fired.insert(hash);
     }
 
     /// False when the visitor certainly has no fire record.
     fn may_have_fired(&self, visitor_id: &str) -> bool {
         let hash = self.visitor_hasher.hash_one(visitor_id);
-        self.fired.read().contains(&hash)
+        self.fired.contains(hash)
     }
 
     async fn load_fired(&self, store: &dyn Store) -> Result<(), StoreError> {
         let visitors = store.trigger_fired_visitors(&self.key).await?;
-        let mut fired = self.fired.write();
         for visitor_id in visitors {
-            fired.insert(self.visitor_hasher.hash_one(visitor_id.as_str()));
+            self.fired
+                .insert(self.visitor_hasher.hash_one(visitor_id.as_str()));
         }
         Ok(())
     }
@@ -334,7 +388,7 @@ impl Triggers {
 
     /// Writes pending fire records and counters now.
     pub async fn flush(&self) -> Result<(), StoreError> {
-        self.recorder.flush(&*self.store).await
+        self.recorder.flush(&self.store).await
     }
 
     /// A receiver of every [`TriggerEvent`] from now on.
@@ -709,22 +763,38 @@ impl Triggers {
             return;
         }
         let widget = self.widget_state(state).await;
-        let mut history = state.fires.get(visitor_id).map(|records| records.clone());
+        // The visitor's fire records, read in place (no copy per evaluation): the cache entry's
+        // read guard is held only for the synchronous decision and dropped before any await or
+        // fire. A visitor never fired for has no records to load.
+        let mut loaded: Option<Vec<FireRecord>> = None;
         for _ in 0..2 {
-            let verdict = self.presence.with_visitor(&state.key, visitor_id, |view| {
-                if let Some(due) = &timer
-                    && (view.visit_tag() != due.visit_tag || view.pages_this_visit() != due.pages)
-                {
-                    // The visitor moved on since the wake-up was scheduled.
-                    return None;
-                }
-                Some(self.decide(state, &rules, &widget, view, history.as_deref(), true))
-            });
+            let verdict = {
+                let cached = match loaded {
+                    Some(_) => None,
+                    None => state.fires.get(visitor_id),
+                };
+                let history: Option<&[FireRecord]> = match (&cached, &loaded) {
+                    (Some(records), _) => Some(records.as_slice()),
+                    (None, Some(records)) => Some(records),
+                    (None, None) if !state.may_have_fired(visitor_id) => Some(&[]),
+                    (None, None) => None,
+                };
+                self.presence.with_visitor(&state.key, visitor_id, |view| {
+                    if let Some(due) = &timer
+                        && (view.visit_tag() != due.visit_tag
+                            || view.pages_this_visit() != due.pages)
+                    {
+                        // The visitor moved on since the wake-up was scheduled.
+                        return None;
+                    }
+                    Some(self.decide(state, &rules, &widget, view, history, true))
+                })
+            };
             let Some(Some(verdict)) = verdict else {
                 return;
             };
-            if verdict.need_history && history.is_none() {
-                history = Some(self.history(state, visitor_id).await);
+            if verdict.need_history && loaded.is_none() {
+                loaded = Some(self.history(state, visitor_id).await);
                 continue;
             }
             match verdict.wake_at {
@@ -1521,19 +1591,38 @@ impl Triggers {
                 _ = tokio::time::sleep(SWEEP_EVERY) => {}
                 _ = shutdown.changed() => return,
             }
-            self.sweep_cache();
+            // A million cached visitors take a good part of a second to check: on the blocking
+            // pool, not on an async worker where due wake-ups would wait for it.
+            let me = Arc::clone(&self);
+            let _ = tokio::task::spawn_blocking(move || me.sweep_cache()).await;
         }
     }
 
-    /// Drops cached fire records of visitors no longer in memory (the store has them).
+    /// Drops cached fire records of visitors no longer in memory (the store has them). Gone
+    /// visitors are removed one at a time, so no shard is write-locked for more than one
+    /// removal (a fire waits for a single entry, not for a sweep of its shard).
     pub(crate) fn sweep_cache(&self) {
         let sites: Vec<Arc<SiteState>> = self.sites.read().values().cloned().collect();
+        let gone = |state: &SiteState, visitor_id: &str| {
+            self.presence
+                .with_visitor(&state.key, visitor_id, |_| ())
+                .is_none()
+        };
         for state in sites {
-            state.fires.retain(|visitor_id, _| {
-                self.presence
-                    .with_visitor(&state.key, visitor_id, |_| ())
-                    .is_some()
-            });
+            // Only the ids are copied under the shards' read locks; the presence table is
+            // asked without holding any (a fire must not wait for a million of those).
+            let cached: Vec<Box<str>> = state
+                .fires
+                .iter()
+                .map(|entry| entry.key().clone())
+                .collect();
+            for visitor_id in cached {
+                if gone(&state, &visitor_id) {
+                    state
+                        .fires
+                        .remove_if(&visitor_id, |visitor_id, _| gone(&state, visitor_id));
+                }
+            }
         }
     }
 }

@@ -12,6 +12,7 @@
 //! pending, so they are never behind. A crash loses at most the last second of records.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
@@ -182,6 +183,9 @@ struct Pending {
     counts: HashMap<DeltaKey, Funnel>,
 }
 
+/// Most fire records written in one transaction: bounds each commit's work and memory.
+const FLUSH_CHUNK: usize = 4096;
+
 /// Changes waiting to be written.
 #[derive(Debug, Default)]
 pub(crate) struct Recorder {
@@ -248,53 +252,77 @@ impl Recorder {
             .collect()
     }
 
-    /// Writes everything pending in one store call. On failure the changes go back into the
-    /// queue (newer versions of a record win), to be written by the next flush.
-    pub(crate) async fn flush(&self, store: &dyn Store) -> Result<(), StoreError> {
+    /// Writes everything pending, in transactions of at most [`FLUSH_CHUNK`] records. The
+    /// queue's lock is held only to take its contents; collecting, encoding, writing and
+    /// dropping the records all happen on the blocking pool, so a flush never occupies an async
+    /// worker (where it delayed due wake-ups by hundreds of milliseconds). On failure the
+    /// changes not written go back into the queue (newer versions of a record win), to be
+    /// written by the next flush.
+    pub(crate) async fn flush(&self, store: &Arc<dyn Store>) -> Result<(), StoreError> {
         let _one_at_a_time = self.flushing.lock().await;
         let taken = std::mem::take(&mut *self.pending.lock());
         if taken.fires.is_empty() && taken.counts.is_empty() {
             return Ok(());
         }
-        let fires: Vec<FireRecord> = taken
-            .fires
-            .into_values()
-            .flat_map(|visitors| visitors.into_values().flatten())
-            .collect();
-        let deltas: Vec<StatsDelta> = taken
-            .counts
-            .into_iter()
-            .map(|((site, trigger_id, day, variant), counts)| StatsDelta {
-                site,
-                trigger_id,
-                day,
-                variant,
-                counts,
-            })
-            .collect();
-        if let Err(error) = store.save_trigger_activity(&fires, &deltas).await {
-            let mut pending = self.pending.lock();
-            for record in fires {
-                let newer = pending
-                    .fires
-                    .entry(record.site.clone())
-                    .or_default()
-                    .entry(record.visitor_id.clone())
-                    .or_default();
-                if !newer
-                    .iter()
-                    .any(|known| known.trigger_id == record.trigger_id)
+        let store = Arc::clone(store);
+        let runtime = tokio::runtime::Handle::current();
+        let written = tokio::task::spawn_blocking(move || {
+            let fires: Vec<FireRecord> = taken
+                .fires
+                .into_values()
+                .flat_map(|visitors| visitors.into_values().flatten())
+                .collect();
+            let deltas: Vec<StatsDelta> = taken
+                .counts
+                .into_iter()
+                .map(|((site, trigger_id, day, variant), counts)| StatsDelta {
+                    site,
+                    trigger_id,
+                    day,
+                    variant,
+                    counts,
+                })
+                .collect();
+            let chunks = fires.len().div_ceil(FLUSH_CHUNK).max(1);
+            for chunk in 0..chunks {
+                let from = chunk * FLUSH_CHUNK;
+                let to = (from + FLUSH_CHUNK).min(fires.len());
+                // The counters go with the last chunk.
+                let counts: &[StatsDelta] = if chunk + 1 == chunks { &deltas } else { &[] };
+                if let Err(error) =
+                    runtime.block_on(store.save_trigger_activity(&fires[from..to], counts))
                 {
-                    newer.push(record);
+                    let mut fires = fires;
+                    return Err((error, fires.split_off(from), deltas));
                 }
             }
-            for delta in deltas {
-                let key = (delta.site, delta.trigger_id, delta.day, delta.variant);
-                pending.counts.entry(key).or_default().add(&delta.counts);
+            Ok(())
+        })
+        .await
+        .map_err(|error| StoreError::Db(format!("trigger write-behind failed: {error}")))?;
+        let Err((error, fires, deltas)) = written else {
+            return Ok(());
+        };
+        let mut pending = self.pending.lock();
+        for record in fires {
+            let newer = pending
+                .fires
+                .entry(record.site.clone())
+                .or_default()
+                .entry(record.visitor_id.clone())
+                .or_default();
+            if !newer
+                .iter()
+                .any(|known| known.trigger_id == record.trigger_id)
+            {
+                newer.push(record);
             }
-            return Err(error);
         }
-        Ok(())
+        for delta in deltas {
+            let key = (delta.site, delta.trigger_id, delta.day, delta.variant);
+            pending.counts.entry(key).or_default().add(&delta.counts);
+        }
+        Err(error)
     }
 }
 

@@ -17,6 +17,7 @@
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
+use std::hash::BuildHasher;
 use std::sync::Arc;
 
 use parking_lot::Mutex;
@@ -48,11 +49,48 @@ struct Slot {
     pages: u32,
 }
 
+/// Shards of a site's live entries: a site growing towards a million pending wake-ups
+/// rehashes 1/64 of them at a time, never the whole map in one go (which held the queue's lock
+/// for tens of milliseconds).
+const SHARDS: usize = 64;
+
+/// One site's live entries, split by the visitor id's hash.
+#[derive(Debug)]
+struct SiteSlots {
+    shards: Box<[HashMap<Box<str>, Slot, FastHash>]>,
+}
+
+impl SiteSlots {
+    fn new(hasher: &FastHash) -> SiteSlots {
+        SiteSlots {
+            shards: (0..SHARDS)
+                .map(|_| HashMap::with_hasher(hasher.clone()))
+                .collect(),
+        }
+    }
+
+    fn index(&self, visitor_id: &str) -> usize {
+        (self.shards[0].hasher().hash_one(visitor_id) >> 58) as usize % SHARDS
+    }
+
+    fn get(&self, visitor_id: &str) -> Option<&Slot> {
+        self.shards[self.index(visitor_id)].get(visitor_id)
+    }
+
+    fn shard_mut(&mut self, visitor_id: &str) -> &mut HashMap<Box<str>, Slot, FastHash> {
+        let index = self.index(visitor_id);
+        &mut self.shards[index]
+    }
+}
+
 #[derive(Debug, Default)]
 struct Queue {
     heap: BinaryHeap<Reverse<(i64, u64, Arc<TimerKey>)>>,
     /// site → visitor → the visitor's live entry: looked up by `&str`, never allocating.
-    live: HashMap<Arc<str>, HashMap<Box<str>, Slot, FastHash>, FastHash>,
+    live: HashMap<Arc<str>, SiteSlots, FastHash>,
+    /// Live entries per site.
+    site_len: HashMap<Arc<str>, usize, FastHash>,
+    hasher: FastHash,
     /// Live entries (the sum of the inner maps' lengths).
     len: usize,
     next_seq: u64,
@@ -78,10 +116,14 @@ impl Queue {
 
     fn remove(&mut self, site: &str, visitor_id: &str) -> Option<Slot> {
         let visitors = self.live.get_mut(site)?;
-        let slot = visitors.remove(visitor_id)?;
+        let slot = visitors.shard_mut(visitor_id).remove(visitor_id)?;
         self.len -= 1;
-        if visitors.is_empty() {
-            self.live.remove(site);
+        if let Some(count) = self.site_len.get_mut(site) {
+            *count -= 1;
+            if *count == 0 {
+                self.site_len.remove(site);
+                self.live.remove(site);
+            }
         }
         Some(slot)
     }
@@ -127,10 +169,15 @@ impl Timers {
                 visit_tag,
                 pages,
             };
+            let queue = &mut *queue;
             let visitors = match queue.live.get_mut(&**site) {
                 Some(visitors) => visitors,
-                None => queue.live.entry(Arc::clone(site)).or_default(),
+                None => queue
+                    .live
+                    .entry(Arc::clone(site))
+                    .or_insert_with(|| SiteSlots::new(&queue.hasher)),
             };
+            let visitors = visitors.shard_mut(visitor_id);
             let added = match visitors.get_mut(visitor_id) {
                 Some(existing) => {
                     *existing = slot;
@@ -143,6 +190,12 @@ impl Timers {
             };
             if added {
                 queue.len += 1;
+                match queue.site_len.get_mut(&**site) {
+                    Some(count) => *count += 1,
+                    None => {
+                        queue.site_len.insert(Arc::clone(site), 1);
+                    }
+                }
             }
             let key = Arc::new(TimerKey {
                 site: Arc::clone(site),
@@ -171,6 +224,8 @@ impl Timers {
         if queue.len == 0 {
             // Nothing live: the stale heap items can go at once.
             queue.heap.clear();
+            queue.live.clear();
+            queue.site_len.clear();
         }
     }
 
