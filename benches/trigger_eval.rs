@@ -72,7 +72,7 @@ fn env_usize(name: &str, default: usize) -> usize {
 
 /// The rule mix of a site with `count` triggers.
 fn rules(count: usize, random: &mut Random) -> Vec<Trigger> {
-    let broad = count.min(5).max(1) / 2 + 1;
+    let broad = count.clamp(1, 5) / 2 + 1;
     (0..count)
         .map(|index| {
             let conditions = if index < broad {
