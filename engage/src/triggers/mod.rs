@@ -950,14 +950,17 @@ impl Triggers {
         };
         self.recorder.record(&record);
         self.recorder.count(&record, Step::Fired);
-        let _ = self.events.send(TriggerEvent::Fired {
-            site: Arc::clone(&state.key),
-            trigger_id: trigger.id(),
-            visitor_id: visitor_id.to_owned(),
-            variant: record.variant.clone(),
-            at_ms: wall_ms,
-            due_ms,
-        });
+        // Nobody listening: no event to build (two string copies per fire).
+        if self.events.receiver_count() > 0 {
+            let _ = self.events.send(TriggerEvent::Fired {
+                site: Arc::clone(&state.key),
+                trigger_id: trigger.id(),
+                visitor_id: visitor_id.to_owned(),
+                variant: record.variant.clone(),
+                at_ms: wall_ms,
+                due_ms,
+            });
+        }
         let (Some(variant), Some(me)) = (variant, self.me.upgrade()) else {
             return;
         };
@@ -968,8 +971,9 @@ impl Triggers {
             if !delay.is_zero() {
                 tokio::time::sleep(delay).await;
             }
-            me.deliver_fire(site, visitor_id, trigger, variant, visit.tag)
-                .await;
+            // Boxed: the delivery's state (store reads, the conversation write) is kilobytes,
+            // allocated only when it starts, not copied into every waiting task at the fire.
+            Box::pin(me.deliver_fire(site, visitor_id, trigger, variant, visit.tag)).await;
         });
     }
 
