@@ -675,7 +675,9 @@ impl Triggers {
         let Some(state) = self.site_state(beacon.site) else {
             return;
         };
-        if state.rules.read().is_idle() {
+        // One read of the rule set serves the whole evaluation.
+        let rules = state.rules();
+        if rules.is_idle() {
             return;
         }
         match &beacon.kind {
@@ -691,7 +693,7 @@ impl Triggers {
             _ => {}
         }
         let page_view = matches!(beacon.kind, BeaconKind::PageView) || visit_started;
-        self.evaluate_and_fire(&state, beacon.visitor_id, None, page_view)
+        self.evaluate_and_fire(&state, rules, beacon.visitor_id, None, page_view)
             .await;
     }
 
@@ -708,7 +710,7 @@ impl Triggers {
             for due in batch {
                 if let Some(state) = self.site_state(&due.key.site) {
                     let visitor_id = due.key.visitor_id.clone();
-                    self.evaluate_and_fire(&state, &visitor_id, Some(due), false)
+                    self.evaluate_and_fire(&state, state.rules(), &visitor_id, Some(due), false)
                         .await;
                 }
             }
@@ -754,11 +756,11 @@ impl Triggers {
     async fn evaluate_and_fire(
         &self,
         state: &SiteState,
+        rules: Arc<SiteRules>,
         visitor_id: &str,
         timer: Option<Due>,
         page_view: bool,
     ) {
-        let rules = state.rules();
         if rules.ranked.is_empty() {
             return;
         }
