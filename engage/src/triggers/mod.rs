@@ -675,7 +675,9 @@ impl Triggers {
         let Some(state) = self.site_state(beacon.site) else {
             return;
         };
-        if state.rules.read().is_idle() {
+        // One read of the rule set serves the whole evaluation.
+        let rules = state.rules();
+        if rules.is_idle() {
             return;
         }
         match &beacon.kind {
@@ -691,7 +693,7 @@ impl Triggers {
             _ => {}
         }
         let page_view = matches!(beacon.kind, BeaconKind::PageView) || visit_started;
-        self.evaluate_and_fire(&state, beacon.visitor_id, None, page_view)
+        self.evaluate_and_fire(&state, rules, beacon.visitor_id, None, page_view)
             .await;
     }
 
@@ -708,7 +710,7 @@ impl Triggers {
             for due in batch {
                 if let Some(state) = self.site_state(&due.key.site) {
                     let visitor_id = due.key.visitor_id.clone();
-                    self.evaluate_and_fire(&state, &visitor_id, Some(due), false)
+                    self.evaluate_and_fire(&state, state.rules(), &visitor_id, Some(due), false)
                         .await;
                 }
             }
@@ -754,11 +756,11 @@ impl Triggers {
     async fn evaluate_and_fire(
         &self,
         state: &SiteState,
+        rules: Arc<SiteRules>,
         visitor_id: &str,
         timer: Option<Due>,
         page_view: bool,
     ) {
-        let rules = state.rules();
         if rules.ranked.is_empty() {
             return;
         }
@@ -950,14 +952,17 @@ impl Triggers {
         };
         self.recorder.record(&record);
         self.recorder.count(&record, Step::Fired);
-        let _ = self.events.send(TriggerEvent::Fired {
-            site: Arc::clone(&state.key),
-            trigger_id: trigger.id(),
-            visitor_id: visitor_id.to_owned(),
-            variant: record.variant.clone(),
-            at_ms: wall_ms,
-            due_ms,
-        });
+        // Nobody listening: no event to build (two string copies per fire).
+        if self.events.receiver_count() > 0 {
+            let _ = self.events.send(TriggerEvent::Fired {
+                site: Arc::clone(&state.key),
+                trigger_id: trigger.id(),
+                visitor_id: visitor_id.to_owned(),
+                variant: record.variant.clone(),
+                at_ms: wall_ms,
+                due_ms,
+            });
+        }
         let (Some(variant), Some(me)) = (variant, self.me.upgrade()) else {
             return;
         };
@@ -968,8 +973,9 @@ impl Triggers {
             if !delay.is_zero() {
                 tokio::time::sleep(delay).await;
             }
-            me.deliver_fire(site, visitor_id, trigger, variant, visit.tag)
-                .await;
+            // Boxed: the delivery's state (store reads, the conversation write) is kilobytes,
+            // allocated only when it starts, not copied into every waiting task at the fire.
+            Box::pin(me.deliver_fire(site, visitor_id, trigger, variant, visit.tag)).await;
         });
     }
 

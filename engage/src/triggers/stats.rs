@@ -180,7 +180,7 @@ struct Pending {
     /// site → visitor → the visitor's changed records (one per trigger), so a visitor's
     /// pending records are found with two lookups by `&str` and no allocation.
     fires: HashMap<String, HashMap<String, Vec<FireRecord>>>,
-    counts: HashMap<DeltaKey, Funnel>,
+    counts: HashMap<DeltaKey, Funnel, super::FastHash>,
 }
 
 /// Most fire records written in one transaction: bounds each commit's work and memory.
