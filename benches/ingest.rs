@@ -138,7 +138,9 @@ async fn bench(targets: &mut [Target], config: &Config) -> anyhow::Result<()> {
     closed_loop::warm_up(targets, config, Idle::Run).await?;
     closed_loop::measure_rounds(targets, config, Idle::Run).await?;
 
-    let metrics = reqwest::get(format!("http://{}/metrics", targets[1].server.addr))
+    let metrics = testkit::http_client()
+        .get(format!("http://{}/metrics", targets[1].server.addr))
+        .send()
         .await?
         .error_for_status()?
         .text()

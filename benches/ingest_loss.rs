@@ -114,7 +114,9 @@ async fn bench(targets: &mut [Target], config: &Config) -> anyhow::Result<()> {
 
     println!();
     for target in targets.iter() {
-        let metrics = reqwest::get(format!("http://{}/metrics", target.server.addr))
+        let metrics = testkit::http_client()
+            .get(format!("http://{}/metrics", target.server.addr))
+            .send()
             .await?
             .error_for_status()?
             .text()

@@ -361,7 +361,9 @@ async fn bench(
         bail!("a beacon connection ended early");
     }
     conn_tasks.shutdown().await;
-    let metrics = reqwest::get(format!("http://{addr}/metrics"))
+    let metrics = testkit::http_client()
+        .get(format!("http://{addr}/metrics"))
+        .send()
         .await?
         .error_for_status()?
         .text()
