@@ -56,8 +56,9 @@ const UNVISITED: [&str; 8] = [
     "/search?q=",
 ];
 
-/// `count` triggers (ids and times are set when they are stored), the same for a given count.
-pub fn realistic(count: usize) -> Vec<Trigger> {
+/// `count` triggers (ids and times are set when they are stored), the same for a given count,
+/// each sending its message `delay_secs` after it fires.
+pub fn realistic(count: usize, delay_secs: u32) -> Vec<Trigger> {
     let mut rng = StdRng::seed_from_u64(0x7219_9e12);
     let slugs: Vec<String> = traffic::pages()
         .iter()
@@ -167,7 +168,7 @@ pub fn realistic(count: usize) -> Vec<Trigger> {
                 "enabled": true,
                 "priority": rng.random_range(0..20),
                 "conditions": conditions,
-                "delay_secs": 0,
+                "delay_secs": delay_secs,
                 "open_widget": false,
                 "variants": variants,
                 "control_percent": if ab { 10 } else { 0 },

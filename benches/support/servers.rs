@@ -3,7 +3,8 @@
 //!
 //! - `porchlight-server`: the real Porchlight server (the fixture GeoIP database, the loopback
 //!   as a trusted proxy, the benchmark site; with `--owner`, also an owner who can open panels;
-//!   with `--rules N`, N realistic trigger rules on the site, see `support::rules`).
+//!   with `--rules N`, N realistic trigger rules on the site, see `support::rules`, sending
+//!   their messages `--rules-delay S` seconds after they fire, 0 by default).
 //! - `baseline-server`: a bare axum endpoint at the same path that parses the same body into an
 //!   equivalent struct with serde and answers 204, nothing else: the practical ceiling of an
 //!   axum endpoint on this machine.
@@ -60,6 +61,17 @@ pub fn run(role: &str, args: &[String]) -> ExitCode {
             }
         },
     };
+    let rules_delay = match args.iter().position(|arg| arg == "--rules-delay") {
+        None => 0,
+        Some(at) => match args.get(at + 1).and_then(|n| n.parse::<u32>().ok()) {
+            Some(n) => n,
+            None => {
+                eprintln!("{role}: --rules-delay needs a number of seconds");
+                return ExitCode::FAILURE;
+            }
+        },
+    };
+    let rules = (rules, rules_delay);
     let result = runtime.block_on(async {
         match role {
             "porchlight-server" => porchlight(with_owner, false, rules).await,
@@ -97,7 +109,12 @@ fn announce(addr: SocketAddr) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn porchlight(with_owner: bool, beacon_only: bool, rules: usize) -> anyhow::Result<()> {
+/// `rules`: how many trigger rules to put on the site, and their messages' delay in seconds.
+async fn porchlight(
+    with_owner: bool,
+    beacon_only: bool,
+    (rules, rules_delay): (usize, u32),
+) -> anyhow::Result<()> {
     let data_dir = tempfile::tempdir().context("temporary data directory")?;
     let mmdb = data_dir.path().join("sample-city.mmdb");
     std::fs::write(&mmdb, geoip::fixture::city_database()).context("writing the GeoIP fixture")?;
@@ -115,7 +132,7 @@ async fn porchlight(with_owner: bool, beacon_only: bool, rules: usize) -> anyhow
         // One transaction and one rule-set build, as an import would do it.
         state
             .triggers
-            .create_many(SITE, super::rules::realistic(rules))
+            .create_many(SITE, super::rules::realistic(rules, rules_delay))
             .await
             .context("storing the benchmark's trigger rules")?;
     }

@@ -611,3 +611,214 @@ async fn a_trigger_that_asks_opens_the_widget_with_its_message() {
     );
     app.shutdown().await;
 }
+
+/// Polls the API until the stored trigger satisfies `check` (the console's edits are
+/// requests it sends on its own time).
+async fn wait_for_trigger(
+    app: &TestApp,
+    cookie: &str,
+    id: u64,
+    what: &str,
+    check: impl Fn(&Value) -> bool,
+) {
+    let deadline = Instant::now() + PATIENT;
+    loop {
+        let (_, trigger) = call(
+            app,
+            Method::GET,
+            &format!("/api/sites/{SITE}/triggers/{id}"),
+            Some(cookie),
+            None,
+        )
+        .await;
+        if check(&trigger) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{what}: {trigger}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// The console's trigger pages against the real API: the list's switch and priority, "who
+/// matches right now" with test-fire, the placeholder preview, and delete.
+#[tokio::test]
+async fn the_console_lists_previews_test_fires_and_deletes_a_trigger() {
+    let app = TestApp::start_with(|settings| {
+        settings.demo = true;
+        settings.simulate = 0;
+    })
+    .await;
+    let password = std::fs::read_to_string(app.data_path().join("demo-owner.txt")).unwrap();
+    let password = password.trim();
+    let owner = app
+        .login(dashboards::demo::DEMO_OWNER_EMAIL, password)
+        .await;
+    let (status, created) = call(
+        &app,
+        Method::POST,
+        &format!("/api/sites/{SITE}/triggers"),
+        Some(&owner),
+        Some(json!({
+            "name": "Pricing welcome",
+            "enabled": false,
+            "priority": 0,
+            "conditions": {"all": [{"field": "url", "op": "contains", "value": "/pricing"}]},
+            "delay_secs": 0,
+            "open_widget": false,
+            "variants": [{"key": "a", "author": {"bot": "Lumen bot"}, "text": "Hi {first_name|there}, welcome to pricing!", "weight": 1}],
+            "control_percent": 0,
+            "limit": {"mode": "once_per_visitor"},
+            "goal": null,
+        })),
+    )
+    .await;
+    assert_eq!(status, 201, "{created}");
+    let id = created["id"].as_u64().unwrap();
+    let browser = Browser::launch().await.expect("Chromium starts");
+    let visitor = new_visitor(&browser).await;
+    visitor.goto(&app.url("/demo/pricing.html")).await.unwrap();
+    let visitor_id = visitor_id(&visitor).await;
+    visitor
+        .eval_unit("porchlight('identify', {name: 'Ann Example'})")
+        .await
+        .unwrap();
+    wait_on_page(&app, &visitor_id, "/pricing").await;
+
+    // The list: the row with its 7-day stats; the switch and the priority are saved.
+    let agent = new_visitor(&browser).await;
+    sign_in_console(&app, &agent, dashboards::demo::DEMO_OWNER_EMAIL, password).await;
+    agent
+        .wait_for("document.querySelector('#live-status') !== null", PATIENT)
+        .await
+        .unwrap();
+    agent
+        .eval_unit(&format!("location.hash = '#/triggers/{SITE}'"))
+        .await
+        .unwrap();
+    let row = format!("#triggers-rows tr[data-trigger-id=\"{id}\"]");
+    agent
+        .wait_for(
+            &format!(
+                "document.querySelector('{row} td[data-stage=\"fired\"] .tl-count')?.textContent === '0'"
+            ),
+            PATIENT,
+        )
+        .await
+        .expect("the list shows the trigger with its 7-day stats");
+    agent.click(&format!("{row} .tl-enabled")).await.unwrap();
+    wait_for_trigger(&app, &owner, id, "switched on", |t| t["enabled"] == true).await;
+    agent.click(&format!("{row} .tl-enabled")).await.unwrap();
+    wait_for_trigger(&app, &owner, id, "switched off", |t| t["enabled"] == false).await;
+    agent
+        .type_into(&format!("{row} .tl-priority"), "7")
+        .await
+        .unwrap();
+    wait_for_trigger(&app, &owner, id, "priority 7", |t| t["priority"] == 7).await;
+
+    // The editor: "who matches right now" lists the visitor (the draft counts as switched on),
+    // the message preview fills the placeholders, and test-fire reaches the widget.
+    agent
+        .eval_unit(&format!("location.hash = '#/triggers/{SITE}/{id}'"))
+        .await
+        .unwrap();
+    let match_row = format!(".tm-row[data-visitor-id=\"{visitor_id}\"]");
+    agent
+        .wait_for(
+            &format!(
+                "document.querySelector('#tm-count')?.textContent === '1 visitor' && document.querySelector('{match_row}') !== null"
+            ),
+            PATIENT,
+        )
+        .await
+        .expect("who matches right now lists the visitor on /pricing");
+    agent
+        .wait_for(
+            "document.querySelector('.tv-preview-text')?.textContent === 'Hi Jana, welcome to pricing!'",
+            PATIENT,
+        )
+        .await
+        .expect("the message preview, as the sample visitor");
+    agent.click(&format!("{match_row} .tm-fire")).await.unwrap();
+    agent
+        .wait_for(
+            &format!("document.querySelector('{match_row} .tm-result')?.dataset.kind === 'ok'"),
+            PATIENT,
+        )
+        .await
+        .expect("the test-fire is sent");
+    let text: String = visitor
+        .wait_for_value(&bubble_text(), PATIENT)
+        .await
+        .expect("the visitor sees the test message");
+    assert_eq!(text, "Hi Ann, welcome to pricing!");
+    // Test-fires are not counted; and now that the visitor is in a conversation, a second
+    // test-fire is refused with the server's reason.
+    let stats = wait_for_stats(&app, &owner, id, (0, 0, 0)).await;
+    assert_eq!(stats["total"]["delivered"], 0);
+    let deadline = Instant::now() + PATIENT;
+    while !app
+        .state()
+        .presence
+        .get(SITE, &visitor_id)
+        .is_some_and(|snapshot| snapshot.segments.contains(tracker::Segment::OnChat))
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the visitor never shows as on chat"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    agent.click(&format!("{match_row} .tm-fire")).await.unwrap();
+    agent
+        .wait_for(
+            &format!(
+                "document.querySelector('{match_row} .tm-result')?.dataset.kind === 'error' && document.querySelector('{match_row} .tm-result').textContent.includes('open conversation')"
+            ),
+            PATIENT,
+        )
+        .await
+        .expect("a second test-fire is refused: the visitor is chatting");
+
+    // Delete from the list, after confirming.
+    agent
+        .eval_unit(&format!("location.hash = '#/triggers/{SITE}'"))
+        .await
+        .unwrap();
+    agent
+        .wait_for(
+            &format!("document.querySelector('{row} .tl-delete') !== null"),
+            PATIENT,
+        )
+        .await
+        .unwrap();
+    agent.click(&format!("{row} .tl-delete")).await.unwrap();
+    agent
+        .wait_for(
+            "document.querySelector('#trigger-delete-dialog-confirm') !== null",
+            PATIENT,
+        )
+        .await
+        .unwrap();
+    agent.click("#trigger-delete-dialog-confirm").await.unwrap();
+    agent
+        .wait_for(
+            &format!("document.querySelector('{row}') === null"),
+            PATIENT,
+        )
+        .await
+        .expect("the row goes");
+    wait_for_trigger(&app, &owner, id, "deleted", |t| {
+        t["error"]
+            .as_str()
+            .is_some_and(|error| error.contains("not found"))
+    })
+    .await;
+    for page in [&visitor, &agent] {
+        assert!(
+            page.exceptions().is_empty(),
+            "script errors: {:?}",
+            page.exceptions()
+        );
+    }
+    app.shutdown().await;
+}
