@@ -3,19 +3,14 @@
 //! permissions, and leads from the offline form (stored, listed, `lead.created` webhook,
 //! refused for a blocked visitor).
 
-use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
-use axum::Router;
-use axum::body::Bytes;
-use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
-use axum::routing::post;
 use engage::ManualClock;
 use reqwest::Method;
 use serde_json::{Value, json};
 use testkit::app::{TEST_ORIGIN, TEST_SITE, TestApp, page_view};
+use testkit::hooks::Receiver;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
 const PASSWORD: &str = "a long enough password";
@@ -34,28 +29,6 @@ fn chrono_like(y: i32, m: u32, d: u32) -> i64 {
     let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + i64::from(d) - 1;
     let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
     era * 146_097 + doe - 719_468
-}
-
-type Received = Arc<Mutex<Vec<(HeaderMap, Bytes)>>>;
-
-async fn receive(State(shared): State<Received>, headers: HeaderMap, body: Bytes) -> StatusCode {
-    shared.lock().expect("lock").push((headers, body));
-    StatusCode::OK
-}
-
-async fn start_receiver() -> (SocketAddr, Received) {
-    let shared = Received::default();
-    let app = Router::new()
-        .route("/hook", post(receive))
-        .with_state(Arc::clone(&shared));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind receiver");
-    let addr = listener.local_addr().expect("address");
-    tokio::spawn(async move {
-        let _ = axum::serve(listener, app).await;
-    });
-    (addr, shared)
 }
 
 /// [`testkit::app::call`] with a session cookie.
@@ -286,13 +259,13 @@ async fn business_hours_agents_and_leads() {
     assert!(body["settings"].get("after_hours_message").is_none());
 
     // Leads: a webhook subscribed to lead.created receives the lead.
-    let (receiver, received) = start_receiver().await;
+    let receiver = Receiver::start(false).await;
     let (status, body) = call(
         &app,
         Method::POST,
         &format!("/api/sites/{TEST_SITE}/webhooks"),
         &owner,
-        Some(json!({ "url": format!("http://{receiver}/hook"), "events": ["lead.created"] })),
+        Some(json!({ "url": receiver.url(), "events": ["lead.created"] })),
     )
     .await;
     assert_eq!(status, 201, "{body}");
@@ -326,10 +299,10 @@ async fn business_hours_agents_and_leads() {
     assert_eq!(leads["leads"][0]["email"], "lena@example.com");
 
     eventually("lead.created delivery", async || {
-        !received.lock().unwrap().is_empty()
+        !receiver.requests().is_empty()
     })
     .await;
-    let (headers, bytes) = received.lock().unwrap()[0].clone();
+    let (headers, bytes, _) = receiver.requests()[0].clone();
     assert_eq!(headers["x-porchlight-event"], "lead.created");
     let payload: Value = serde_json::from_slice(&bytes).expect("json");
     assert_eq!(payload["event"], "lead.created");

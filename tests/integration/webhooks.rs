@@ -5,53 +5,15 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use axum::Router;
-use axum::body::Bytes;
-use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
-use axum::routing::post;
+use axum::http::HeaderMap;
 use hmac::{Hmac, Mac};
 use reqwest::Method;
 use serde_json::{Value, json};
 use sha2::Sha256;
 use testkit::app::{TEST_SITE, TestApp, page_view};
+use testkit::hooks::Receiver;
 
 const PASSWORD: &str = "a long enough password";
-
-/// What the receiver saw: each request's headers, body and the status it answered.
-#[derive(Default)]
-struct Received {
-    requests: Vec<(HeaderMap, Bytes, u16)>,
-}
-
-type Shared = Arc<Mutex<Received>>;
-
-/// Answers 500 to the first request and 200 afterwards.
-async fn receive(State(shared): State<Shared>, headers: HeaderMap, body: Bytes) -> StatusCode {
-    let mut received = shared.lock().expect("lock");
-    let status = if received.requests.is_empty() {
-        StatusCode::INTERNAL_SERVER_ERROR
-    } else {
-        StatusCode::OK
-    };
-    received.requests.push((headers, body, status.as_u16()));
-    status
-}
-
-async fn start_receiver() -> (SocketAddr, Shared) {
-    let shared = Shared::default();
-    let app = Router::new()
-        .route("/hook", post(receive))
-        .with_state(Arc::clone(&shared));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind receiver");
-    let addr = listener.local_addr().expect("address");
-    tokio::spawn(async move {
-        let _ = axum::serve(listener, app).await;
-    });
-    (addr, shared)
-}
 
 /// [`testkit::app::call`] with a session cookie.
 async fn call(
@@ -91,14 +53,14 @@ async fn conversation_events_are_signed_retried_and_logged() {
     })
     .await;
     let owner = app.owner_cookie().await;
-    let (receiver, received) = start_receiver().await;
+    let receiver = Receiver::start(true).await;
     let hooks = format!("/api/sites/{TEST_SITE}/webhooks");
 
     // Invalid requests are refused.
     for bad in [
         json!({ "url": "ftp://crm.example/in", "events": ["message.created"] }),
-        json!({ "url": format!("http://{receiver}/hook"), "events": ["nope"] }),
-        json!({ "url": format!("http://{receiver}/hook"), "events": [] }),
+        json!({ "url": receiver.url(), "events": ["nope"] }),
+        json!({ "url": receiver.url(), "events": [] }),
     ] {
         let (status, body) = call(&app, Method::POST, &hooks, &owner, Some(bad)).await;
         assert_eq!(status, 400, "{body}");
@@ -110,7 +72,7 @@ async fn conversation_events_are_signed_retried_and_logged() {
         &hooks,
         &owner,
         Some(json!({
-            "url": format!("http://{receiver}/hook"),
+            "url": receiver.url(),
             "events": ["conversation.started", "message.created", "conversation.resolved", "lead.created"],
         })),
     )
@@ -152,7 +114,7 @@ async fn conversation_events_are_signed_retried_and_logged() {
     // Two events, one of which fails once and is retried: three requests.
     let mut requests = Vec::new();
     for _ in 0..200 {
-        requests = received.lock().expect("lock").requests.clone();
+        requests = receiver.requests();
         if requests.len() >= 3 {
             break;
         }
@@ -237,14 +199,9 @@ async fn conversation_events_are_signed_retried_and_logged() {
     assert!(status == 200 || status == 204, "{status} {body}");
     let mut resolved = false;
     for _ in 0..200 {
-        resolved = received
-            .lock()
-            .expect("lock")
-            .requests
-            .iter()
-            .any(|(headers, _, _)| {
-                header(headers, "x-porchlight-event") == "conversation.resolved"
-            });
+        resolved = receiver.requests().iter().any(|(headers, _, _)| {
+            header(headers, "x-porchlight-event") == "conversation.resolved"
+        });
         if resolved {
             break;
         }

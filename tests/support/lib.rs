@@ -3,9 +3,11 @@
 //!
 //! - [`browser`]: a minimal Chrome DevTools Protocol client driving a headless Chromium, for
 //!   end-to-end tests of the widget and console as a real visitor's browser runs them.
+//! - [`hooks`]: a webhook receiver on loopback that records what it gets.
 
 pub mod app;
 pub mod browser;
+pub mod hooks;
 
 /// An HTTP client for tests and benchmarks.
 ///
