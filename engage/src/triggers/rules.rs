@@ -14,7 +14,14 @@
 //!   (ASCII case-insensitive), scanned once over the current URL per evaluation; a hit is
 //!   checked for its position (at 0 for `starts_with`, the whole URL for `equals`);
 //! - equality values (`equals`, `in`) of UTM fields, country, language, device and browser in a
-//!   hash map per field, looked up with the visitor's value.
+//!   hash map per field, looked up with the visitor's value;
+//! - `customer is true` / `is false` in two lists, one taken per visitor.
+//!
+//! A trigger with several necessary conditions is filed under the one shared by the fewest
+//! triggers of the site (the shortest list, as a search engine intersects postings): "utm_campaign
+//! equals spring_sale AND URL contains /products/" goes under its campaign, not under a literal
+//! that a hundred other triggers and most page views also carry. Ties go to a URL `equals`, then
+//! an equality, then the longest URL literal.
 //!
 //! Triggers with no such condition are *unindexed* and always candidates. The candidates are
 //! then evaluated in full (including the condition that made them candidates), so the index
@@ -29,7 +36,7 @@ use aho_corasick::{AhoCorasick, MatchKind};
 use tracker::VisitorView;
 
 use super::FastHash;
-use super::conditions::{self, Leaf, Node, StrTest, TextField, UrlLiteral, text_value};
+use super::conditions::{self, Leaf, Node, TextField, UrlLiteral, text_value};
 use super::error::TriggerError;
 use super::model::{MAX_MESSAGE_CHARS, Trigger};
 use super::placeholders::Template;
@@ -98,10 +105,11 @@ const EQUALITY_FIELDS: [TextField; 9] = [
     TextField::Browser,
 ];
 
-/// Which necessary condition indexes a trigger.
+/// A necessary condition the index can file a trigger under.
 enum IndexKey<'a> {
     Url(UrlLiteral, &'a str),
     Equal(TextField, Vec<&'a str>),
+    Customer(bool),
 }
 
 /// One site's triggers, compiled and indexed. Immutable: an edit builds a new one.
@@ -127,6 +135,8 @@ struct RuleIndex {
     url_rules: Vec<Vec<(u32, UrlLiteral)>>,
     /// Per indexed field: lowercase value → ranks.
     equal: EqualityIndex,
+    /// Ranks requiring `customer is false` (0) and `customer is true` (1).
+    customer: [Vec<u32>; 2],
     /// Ranks with no index key: always candidates.
     unindexed: Vec<u32>,
 }
@@ -208,34 +218,41 @@ impl RuleIndex {
         let mut pattern_ids: HashMap<&str, usize> = HashMap::new();
         let mut url_rules: Vec<Vec<(u32, UrlLiteral)>> = Vec::new();
         let mut equal: EqualityIndex = Vec::new();
+        let mut customer: [Vec<u32>; 2] = Default::default();
         let mut unindexed = Vec::new();
-        for (rank, trigger) in ranked.iter().enumerate() {
+        let keys: Vec<Vec<IndexKey<'_>>> = ranked
+            .iter()
+            .map(|trigger| index_keys(&trigger.root))
+            .collect();
+        let sharing = Sharing::count(&keys);
+        for (rank, keys) in keys.iter().enumerate() {
             let rank = rank as u32;
-            match index_key(&trigger.root) {
+            match sharing.best(keys) {
                 Some(IndexKey::Url(kind, literal)) => {
                     let id = *pattern_ids.entry(literal).or_insert_with(|| {
                         patterns.push(literal);
                         url_rules.push(Vec::new());
                         patterns.len() - 1
                     });
-                    url_rules[id].push((rank, kind));
+                    url_rules[id].push((rank, *kind));
                 }
                 Some(IndexKey::Equal(field, values)) => {
-                    let position = match equal.iter().position(|(known, _)| *known == field) {
+                    let position = match equal.iter().position(|(known, _)| known == field) {
                         Some(position) => position,
                         None => {
-                            equal.push((field, HashMap::default()));
+                            equal.push((*field, HashMap::default()));
                             equal.len() - 1
                         }
                     };
                     for value in values {
                         equal[position]
                             .1
-                            .entry(value.into())
+                            .entry((*value).into())
                             .or_default()
                             .push(rank);
                     }
                 }
+                Some(IndexKey::Customer(expected)) => customer[usize::from(*expected)].push(rank),
                 None => unindexed.push(rank),
             }
         }
@@ -262,12 +279,17 @@ impl RuleIndex {
             urls,
             url_rules,
             equal,
+            customer,
             unindexed,
         }
     }
 
     fn collect(&self, view: &VisitorView<'_>, ranks: &mut Vec<u32>, lower: &mut String) {
         ranks.extend_from_slice(&self.unindexed);
+        let is_customer = view
+            .identity()
+            .is_some_and(|identity| identity.is_customer());
+        ranks.extend_from_slice(&self.customer[usize::from(is_customer)]);
         if let Some(urls) = &self.urls {
             let url = view.current_url();
             for hit in urls.find_overlapping_iter(url) {
@@ -297,48 +319,193 @@ impl RuleIndex {
     }
 }
 
-/// The necessary condition that indexes a trigger, if it has one: URL literals are preferred
-/// (an `equals` first, then the longest literal), then an equality on an indexed field.
-fn index_key(root: &Node) -> Option<IndexKey<'_>> {
+/// Every necessary condition of a trigger the index could file it under.
+fn index_keys(root: &Node) -> Vec<IndexKey<'_>> {
     let children: &[Node] = match root {
         Node::All(children) => children,
         leaf @ Node::Leaf(_) => std::slice::from_ref(leaf),
-        Node::Any(_) => return None,
+        Node::Any(_) => return Vec::new(),
     };
-    let mut best_url: Option<(UrlLiteral, &str)> = None;
-    let mut best_equal: Option<IndexKey<'_>> = None;
-    for child in children {
-        let Node::Leaf(leaf) = child else {
-            continue;
-        };
-        let Leaf::Text { field, test, .. } = &**leaf else {
-            continue;
-        };
-        if *field == TextField::Url {
-            if let Some((kind, literal)) = test.url_literal()
-                && !literal.is_empty()
-            {
-                let better = match best_url {
-                    None => true,
-                    Some((UrlLiteral::Equals, _)) => false,
-                    Some((_, current)) => {
-                        kind == UrlLiteral::Equals || literal.len() > current.len()
-                    }
-                };
-                if better {
-                    best_url = Some((kind, literal));
-                }
-            }
-        } else if best_equal.is_none() && EQUALITY_FIELDS.contains(field) {
-            best_equal = equality_key(*field, test);
-        }
-    }
-    best_url
-        .map(|(kind, literal)| IndexKey::Url(kind, literal))
-        .or(best_equal)
+    children
+        .iter()
+        .filter_map(|child| match child {
+            Node::Leaf(leaf) => match &**leaf {
+                Leaf::Text { field, test, .. } if *field == TextField::Url => test
+                    .url_literal()
+                    .filter(|(_, literal)| !literal.is_empty())
+                    .map(|(kind, literal)| IndexKey::Url(kind, literal)),
+                Leaf::Text { field, test, .. } if EQUALITY_FIELDS.contains(field) => test
+                    .equal_values()
+                    .map(|values| IndexKey::Equal(*field, values)),
+                Leaf::Customer(expected) => Some(IndexKey::Customer(*expected)),
+                _ => None,
+            },
+            _ => None,
+        })
+        .collect()
 }
 
-fn equality_key(field: TextField, test: &StrTest) -> Option<IndexKey<'_>> {
-    test.equal_values()
-        .map(|values| IndexKey::Equal(field, values))
+/// How many of a site's triggers could be filed under each key: the length of the list a key
+/// would put a trigger on, to choose the shortest.
+#[derive(Default)]
+struct Sharing<'a> {
+    urls: HashMap<&'a str, usize>,
+    equal: HashMap<(TextField, &'a str), usize>,
+    customer: [usize; 2],
+}
+
+impl<'a> Sharing<'a> {
+    fn count(keys: &[Vec<IndexKey<'a>>]) -> Sharing<'a> {
+        let mut sharing = Sharing::default();
+        for key in keys.iter().flatten() {
+            match key {
+                IndexKey::Url(_, literal) => *sharing.urls.entry(literal).or_default() += 1,
+                IndexKey::Equal(field, values) => {
+                    for value in values {
+                        *sharing.equal.entry((*field, value)).or_default() += 1;
+                    }
+                }
+                IndexKey::Customer(expected) => sharing.customer[usize::from(*expected)] += 1,
+            }
+        }
+        sharing
+    }
+
+    /// The key with the shortest list; ties go to a URL `equals`, then an equality, then the
+    /// longest URL literal, then the first.
+    fn best<'k>(&self, keys: &'k [IndexKey<'a>]) -> Option<&'k IndexKey<'a>> {
+        keys.iter().min_by_key(|key| {
+            let (shared, preference) = match key {
+                IndexKey::Url(UrlLiteral::Equals, literal) => (self.urls[literal], 0),
+                IndexKey::Url(_, literal) => (self.urls[literal], 3),
+                IndexKey::Equal(field, values) => (
+                    values
+                        .iter()
+                        .map(|value| self.equal[&(*field, *value)])
+                        .sum::<usize>(),
+                    1,
+                ),
+                IndexKey::Customer(expected) => (self.customer[usize::from(*expected)], 2),
+            };
+            let longer = match key {
+                IndexKey::Url(_, literal) => usize::MAX - literal.len(),
+                _ => 0,
+            };
+            (shared, preference, longer)
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::{Value, json};
+
+    use super::*;
+
+    fn compiled(id: u64, conditions: Value) -> Arc<CompiledTrigger> {
+        let mut trigger: Trigger = serde_json::from_value(json!({
+            "name": format!("rule {id}"),
+            "enabled": true,
+            "priority": 0,
+            "conditions": conditions,
+            "delay_secs": 0,
+            "open_widget": false,
+            "variants": [{"key": "a", "weight": 1, "author": {"bot": "Porchlight"}, "text": "Hi"}],
+            "control_percent": 0,
+            "limit": {"mode": "once_per_visitor"},
+            "goal": null
+        }))
+        .unwrap();
+        trigger.id = id;
+        Arc::new(CompiledTrigger::new(trigger).unwrap())
+    }
+
+    fn leaf(field: &str, op: &str, value: Value) -> Value {
+        json!({"field": field, "op": op, "value": value})
+    }
+
+    /// The key each trigger is filed under, described.
+    fn filing(triggers: &[Arc<CompiledTrigger>]) -> Vec<String> {
+        let keys: Vec<Vec<IndexKey<'_>>> = triggers
+            .iter()
+            .map(|trigger| index_keys(&trigger.root))
+            .collect();
+        let sharing = Sharing::count(&keys);
+        keys.iter()
+            .map(|keys| match sharing.best(keys) {
+                Some(IndexKey::Url(kind, literal)) => format!("url {kind:?} {literal}"),
+                Some(IndexKey::Equal(field, values)) => format!("{field:?} {}", values.join(",")),
+                Some(IndexKey::Customer(expected)) => format!("customer {expected}"),
+                None => "unindexed".into(),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_trigger_is_filed_under_its_least_shared_necessary_condition() {
+        let mut triggers = Vec::new();
+        // Ten campaign triggers on product pages: each campaign is rarer than "/products/".
+        for id in 0..10 {
+            triggers.push(compiled(
+                id,
+                json!({"all": [
+                    leaf("utm_campaign", "equals", json!(format!("Sale-{}", id % 5))),
+                    leaf("url", "contains", json!("/products/")),
+                    leaf("time_on_site", "gte", json!(60)),
+                ]}),
+            ));
+        }
+        // One product page, with a country list shared by nobody else: the page is as rare,
+        // and a URL literal wins a tie against an equality only when it is an `equals`.
+        triggers.push(compiled(
+            10,
+            json!({"all": [
+                leaf("url", "contains", json!("/products/red-shoe")),
+                leaf("country", "in", json!(["US"])),
+            ]}),
+        ));
+        triggers.push(compiled(
+            11,
+            json!({"all": [
+                leaf("url", "equals", json!("https://shop.example/cart")),
+                leaf("country", "in", json!(["SE"])),
+            ]}),
+        ));
+        // Customers: two triggers need one, and nothing else necessary is indexable.
+        for id in 12..14 {
+            triggers.push(compiled(
+                id,
+                json!({"all": [
+                    leaf("customer", "is", json!(true)),
+                    leaf("visits", "gte", json!(3)),
+                ]}),
+            ));
+        }
+        // An `any` at the top names nothing every match must pass.
+        triggers.push(compiled(
+            14,
+            json!({"any": [
+                leaf("url", "contains", json!("/blog")),
+                leaf("utm_source", "equals", json!("ads")),
+            ]}),
+        ));
+        // Of two URL literals shared alike, the longer.
+        triggers.push(compiled(
+            15,
+            json!({"all": [
+                leaf("url", "contains", json!("/a")),
+                leaf("url", "starts_with", json!("https://shop.example/a/b/c")),
+            ]}),
+        ));
+        let filed = filing(&triggers);
+        for (id, key) in filed.iter().enumerate().take(10) {
+            assert_eq!(key, &format!("UtmCampaign sale-{}", id % 5), "trigger {id}");
+        }
+        assert_eq!(filed[10], "Country us");
+        assert_eq!(filed[11], "url Equals https://shop.example/cart");
+        assert_eq!(filed[12], "customer true");
+        assert_eq!(filed[13], "customer true");
+        assert_eq!(filed[14], "unindexed");
+        assert_eq!(filed[15], "url StartsWith https://shop.example/a/b/c");
+    }
 }

@@ -1713,7 +1713,7 @@ const SOURCES: &[&str] = &["ads", "news", "Social", "partner"];
 const COUNTRIES: &[&str] = &["GB", "SE", "US", "AU", "BR", "JP", "DE", "CZ"];
 
 fn random_leaf(random: &mut Random) -> Value {
-    match random.below(10) {
+    match random.below(11) {
         0 => {
             json!({"field": "url", "op": "equals", "value": format!("https://shop.example{}", random.pick(PATHS))})
         }
@@ -1728,6 +1728,7 @@ fn random_leaf(random: &mut Random) -> Value {
         6 => json!({"field": "country", "op": "equals", "value": random.pick(COUNTRIES)}),
         7 => json!({"field": "url", "op": "not_contains", "value": random.pick(PATHS)}),
         8 => json!({"field": "time_on_page", "op": "gte", "value": random.below(20)}),
+        9 => json!({"field": "customer", "op": "is", "value": random.below(2) == 0}),
         _ => {
             json!({"field": "device", "op": "equals", "value": random.pick(&["desktop", "mobile"])})
         }
@@ -1785,6 +1786,18 @@ async fn the_index_answers_like_a_scan_of_every_trigger() {
         };
         h.presence
             .start_visit(&beacon, &tracker::KnownProfile::new(index as u32 + 1, t0()));
+        if random.below(3) == 0 {
+            // A customer: identified on the site.
+            h.presence.observe(&Beacon {
+                kind: BeaconKind::Identify(Identity {
+                    name: Some(format!("Customer {index}")),
+                    email: None,
+                    phone: None,
+                    props: Vec::new(),
+                }),
+                ..beacon
+            });
+        }
         visitors.push(v.visitor);
     }
     let mut fired = 0;
