@@ -543,12 +543,36 @@ impl TimeTest {
     }
 }
 
-/// A compiled condition tree.
+/// A compiled condition tree, flattened in preorder into one allocation: a group is followed
+/// by its children's subtrees and knows how many entries its own subtree spans. Evaluating a
+/// trigger reads one contiguous block instead of following a pointer per group and per
+/// condition; on a busy server each of those pointers was a likely cache miss, and together
+/// they were most of what evaluating a candidate cost.
 #[derive(Debug, Clone)]
-pub(crate) enum Node {
-    All(Box<[Node]>),
-    Any(Box<[Node]>),
-    Leaf(Box<Leaf>),
+pub(crate) struct Node(Box<[Flat]>);
+
+/// One entry of a flattened tree.
+#[derive(Debug, Clone)]
+pub(crate) enum Flat {
+    /// Every child holds; the subtree, this entry included, is `span` entries long.
+    All {
+        span: u32,
+    },
+    /// Some child holds.
+    Any {
+        span: u32,
+    },
+    Leaf(Leaf),
+}
+
+impl Flat {
+    /// Entries in the subtree starting here.
+    fn span(&self) -> usize {
+        match self {
+            Flat::All { span } | Flat::Any { span } => *span as usize,
+            Flat::Leaf(_) => 1,
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -689,28 +713,82 @@ fn property<'v>(view: &'v VisitorView<'_>, name: &str) -> Option<&'v PropValue> 
 
 impl Node {
     pub(crate) fn eval(&self, view: &VisitorView<'_>, env: &Env<'_>) -> Truth {
-        match self {
-            Node::All(children) => {
-                let mut truth = Truth::Now;
-                for child in children.iter() {
-                    truth = truth.and(child.eval(view, env));
-                    if truth == Truth::Never {
-                        break;
+        eval(&self.0, view, env)
+    }
+
+    /// The flattened tree (the root first).
+    pub(crate) fn entries(&self) -> &[Flat] {
+        &self.0
+    }
+
+    /// The conditions every match must pass, with their positions in [`Node::entries`]: the
+    /// root if it is one, the conditions directly in a root `all` group, none under a root
+    /// `any`.
+    pub(crate) fn necessary(&self) -> Vec<(usize, &Leaf)> {
+        match &self.0[0] {
+            Flat::Leaf(leaf) => vec![(0, leaf)],
+            Flat::Any { .. } => Vec::new(),
+            Flat::All { span } => {
+                let mut leaves = Vec::new();
+                let mut at = 1;
+                while at < *span as usize {
+                    if let Flat::Leaf(leaf) = &self.0[at] {
+                        leaves.push((at, leaf));
                     }
+                    at += self.0[at].span();
                 }
-                truth
+                leaves
             }
-            Node::Any(children) => {
-                let mut truth = Truth::Never;
-                for child in children.iter() {
-                    truth = truth.or(child.eval(view, env));
-                    if truth == Truth::Now {
-                        break;
-                    }
+        }
+    }
+
+    /// The tree without the necessary condition at `at` (a position [`Node::necessary`]
+    /// gave), appended to `out`: what is left to check once an index has established that
+    /// condition. Without its only condition, a tree always holds.
+    pub(crate) fn append_without(&self, at: usize, out: &mut Vec<Flat>) {
+        match &self.0[0] {
+            Flat::All { span } if at > 0 => {
+                out.push(Flat::All { span: span - 1 });
+                out.extend(
+                    self.0[1..]
+                        .iter()
+                        .enumerate()
+                        .filter(|(index, _)| index + 1 != at)
+                        .map(|(_, entry)| entry.clone()),
+                );
+            }
+            _ => out.push(Flat::All { span: 1 }),
+        }
+    }
+}
+
+/// Evaluates the subtree whose root is `entries[0]` (`entries` may run on past it).
+pub(crate) fn eval(entries: &[Flat], view: &VisitorView<'_>, env: &Env<'_>) -> Truth {
+    match &entries[0] {
+        Flat::Leaf(leaf) => leaf.eval(view, env),
+        Flat::All { span } => {
+            let mut truth = Truth::Now;
+            let mut at = 1;
+            while at < *span as usize {
+                truth = truth.and(eval(&entries[at..], view, env));
+                if truth == Truth::Never {
+                    break;
                 }
-                truth
+                at += entries[at].span();
             }
-            Node::Leaf(leaf) => leaf.eval(view, env),
+            truth
+        }
+        Flat::Any { span } => {
+            let mut truth = Truth::Never;
+            let mut at = 1;
+            while at < *span as usize {
+                truth = truth.or(eval(&entries[at..], view, env));
+                if truth == Truth::Now {
+                    break;
+                }
+                at += entries[at].span();
+            }
+            truth
         }
     }
 }
@@ -763,7 +841,9 @@ impl Leaf {
 /// Compiles a condition tree, checking every part; errors name the JSON path.
 pub(crate) fn compile(root: &ConditionNode) -> Result<Node, TriggerError> {
     let mut leaves = 0;
-    compile_node(root, "conditions", 1, &mut leaves)
+    let mut entries = Vec::new();
+    compile_node(root, "conditions", 1, &mut leaves, &mut entries)?;
+    Ok(Node(entries.into_boxed_slice()))
 }
 
 fn compile_node(
@@ -771,7 +851,8 @@ fn compile_node(
     path: &str,
     depth: usize,
     leaves: &mut usize,
-) -> Result<Node, TriggerError> {
+    out: &mut Vec<Flat>,
+) -> Result<(), TriggerError> {
     match node {
         ConditionNode::All(children) | ConditionNode::Any(children) => {
             let all = matches!(node, ConditionNode::All(_));
@@ -788,18 +869,25 @@ fn compile_node(
                     "a group needs at least one condition",
                 ));
             }
-            let compiled = children
-                .iter()
-                .enumerate()
-                .map(|(index, child)| {
-                    compile_node(child, &format!("{group_path}[{index}]"), depth + 1, leaves)
-                })
-                .collect::<Result<Box<[Node]>, _>>()?;
-            Ok(if all {
-                Node::All(compiled)
+            let at = out.len();
+            out.push(Flat::All { span: 0 });
+            for (index, child) in children.iter().enumerate() {
+                compile_node(
+                    child,
+                    &format!("{group_path}[{index}]"),
+                    depth + 1,
+                    leaves,
+                    out,
+                )?;
+            }
+            // At most MAX_CONDITIONS leaves and MAX_DEPTH levels: far below u32::MAX.
+            let span = (out.len() - at) as u32;
+            out[at] = if all {
+                Flat::All { span }
             } else {
-                Node::Any(compiled)
-            })
+                Flat::Any { span }
+            };
+            Ok(())
         }
         ConditionNode::Condition(condition) => {
             *leaves += 1;
@@ -809,7 +897,8 @@ fn compile_node(
                     format_args!("a trigger has at most {MAX_CONDITIONS} conditions"),
                 ));
             }
-            compile_condition(condition, path).map(|leaf| Node::Leaf(Box::new(leaf)))
+            out.push(Flat::Leaf(compile_condition(condition, path)?));
+            Ok(())
         }
     }
 }

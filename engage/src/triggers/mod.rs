@@ -862,7 +862,12 @@ impl Triggers {
         rules.with_candidates(view, use_index, |ranks| {
             for &rank in ranks {
                 let trigger = &rules.ranked[rank as usize];
-                match trigger.root.eval(view, &env) {
+                let truth = if use_index {
+                    rules.eval_candidate(rank, view, &env)
+                } else {
+                    trigger.root.eval(view, &env)
+                };
+                match truth {
                     Truth::Never => {}
                     Truth::At(at) => {
                         let allowed = history.is_none_or(|history| {

@@ -36,7 +36,7 @@ use aho_corasick::{AhoCorasick, MatchKind};
 use tracker::VisitorView;
 
 use super::FastHash;
-use super::conditions::{self, Leaf, Node, TextField, UrlLiteral, text_value};
+use super::conditions::{self, Env, Flat, Leaf, Node, TextField, Truth, UrlLiteral, text_value};
 use super::error::TriggerError;
 use super::model::{MAX_MESSAGE_CHARS, Trigger};
 use super::placeholders::Template;
@@ -122,6 +122,10 @@ pub(crate) struct SiteRules {
     pub by_id: HashMap<u64, Arc<CompiledTrigger>>,
     /// Lowercase goal event name → ids of triggers (enabled or not) with that goal.
     pub goals: HashMap<Box<str>, Vec<u64>>,
+    /// The enabled triggers' conditions, flattened back to back in rank order, and where each
+    /// rank's starts: evaluating the candidates reads this one block, not a trigger each.
+    program: Vec<Flat>,
+    starts: Vec<u32>,
     index: RuleIndex,
 }
 
@@ -139,6 +143,9 @@ struct RuleIndex {
     customer: [Vec<u32>; 2],
     /// Ranks with no index key: always candidates.
     unindexed: Vec<u32>,
+    /// Per rank, the position of the condition a candidate found through the index is known
+    /// to pass (its key), in its tree's entries.
+    established: Vec<Option<usize>>,
 }
 
 thread_local! {
@@ -169,12 +176,34 @@ impl SiteRules {
                 .then(a.id().cmp(&b.id()))
         });
         let index = RuleIndex::build(&ranked);
+        // A candidate found through the index passes its key: its program leaves it out.
+        let mut program = Vec::new();
+        let mut starts = Vec::with_capacity(ranked.len());
+        for (trigger, established) in ranked.iter().zip(&index.established) {
+            starts.push(program.len() as u32);
+            match established {
+                Some(at) => trigger.root.append_without(*at, &mut program),
+                None => program.extend_from_slice(trigger.root.entries()),
+            }
+        }
         SiteRules {
             ranked,
             by_id,
             goals,
+            program,
+            starts,
             index,
         }
+    }
+
+    /// Evaluates the trigger at `rank` for a candidate [`SiteRules::with_candidates`] gave:
+    /// what its index key has not established already.
+    pub(crate) fn eval_candidate(&self, rank: u32, view: &VisitorView<'_>, env: &Env<'_>) -> Truth {
+        conditions::eval(
+            &self.program[self.starts[rank as usize] as usize..],
+            view,
+            env,
+        )
     }
 
     /// Whether nothing on this site can fire or convert: the fast path of a beacon.
@@ -220,14 +249,17 @@ impl RuleIndex {
         let mut equal: EqualityIndex = Vec::new();
         let mut customer: [Vec<u32>; 2] = Default::default();
         let mut unindexed = Vec::new();
-        let keys: Vec<Vec<IndexKey<'_>>> = ranked
+        let keys: Vec<Vec<(usize, IndexKey<'_>)>> = ranked
             .iter()
             .map(|trigger| index_keys(&trigger.root))
             .collect();
         let sharing = Sharing::count(&keys);
+        let mut established = vec![None; ranked.len()];
         for (rank, keys) in keys.iter().enumerate() {
+            let best = sharing.best(keys);
+            established[rank] = best.map(|(at, _)| *at);
             let rank = rank as u32;
-            match sharing.best(keys) {
+            match best.map(|(_, key)| key) {
                 Some(IndexKey::Url(kind, literal)) => {
                     let id = *pattern_ids.entry(literal).or_insert_with(|| {
                         patterns.push(literal);
@@ -269,7 +301,11 @@ impl RuleIndex {
                     // Only a pathological pattern set exceeds the automaton's limits; then
                     // every URL-keyed trigger is simply scanned.
                     tracing::warn!(%error, "trigger URL index not built; scanning instead");
-                    unindexed.extend(url_rules.iter().flatten().map(|(rank, _)| *rank));
+                    for (rank, _) in url_rules.iter().flatten() {
+                        unindexed.push(*rank);
+                        established[*rank as usize] = None;
+                    }
+                    unindexed.sort_unstable();
                     url_rules.clear();
                     None
                 }
@@ -281,6 +317,7 @@ impl RuleIndex {
             equal,
             customer,
             unindexed,
+            established,
         }
     }
 
@@ -319,30 +356,27 @@ impl RuleIndex {
     }
 }
 
-/// Every necessary condition of a trigger the index could file it under.
-fn index_keys(root: &Node) -> Vec<IndexKey<'_>> {
-    let children: &[Node] = match root {
-        Node::All(children) => children,
-        leaf @ Node::Leaf(_) => std::slice::from_ref(leaf),
-        Node::Any(_) => return Vec::new(),
-    };
-    children
-        .iter()
-        .filter_map(|child| match child {
-            Node::Leaf(leaf) => match &**leaf {
-                Leaf::Text { field, test, .. } if *field == TextField::Url => test
-                    .url_literal()
-                    .filter(|(_, literal)| !literal.is_empty())
-                    .map(|(kind, literal)| IndexKey::Url(kind, literal)),
-                Leaf::Text { field, test, .. } if EQUALITY_FIELDS.contains(field) => test
-                    .equal_values()
-                    .map(|values| IndexKey::Equal(*field, values)),
-                Leaf::Customer(expected) => Some(IndexKey::Customer(*expected)),
-                _ => None,
-            },
-            _ => None,
-        })
+/// Every necessary condition of a trigger the index could file it under, with its position in
+/// the tree's entries.
+fn index_keys(root: &Node) -> Vec<(usize, IndexKey<'_>)> {
+    root.necessary()
+        .into_iter()
+        .filter_map(|(at, leaf)| index_key(leaf).map(|key| (at, key)))
         .collect()
+}
+
+fn index_key(leaf: &Leaf) -> Option<IndexKey<'_>> {
+    match leaf {
+        Leaf::Text { field, test, .. } if *field == TextField::Url => test
+            .url_literal()
+            .filter(|(_, literal)| !literal.is_empty())
+            .map(|(kind, literal)| IndexKey::Url(kind, literal)),
+        Leaf::Text { field, test, .. } if EQUALITY_FIELDS.contains(field) => test
+            .equal_values()
+            .map(|values| IndexKey::Equal(*field, values)),
+        Leaf::Customer(expected) => Some(IndexKey::Customer(*expected)),
+        _ => None,
+    }
 }
 
 /// How many of a site's triggers could be filed under each key: the length of the list a key
@@ -355,9 +389,9 @@ struct Sharing<'a> {
 }
 
 impl<'a> Sharing<'a> {
-    fn count(keys: &[Vec<IndexKey<'a>>]) -> Sharing<'a> {
+    fn count(keys: &[Vec<(usize, IndexKey<'a>)>]) -> Sharing<'a> {
         let mut sharing = Sharing::default();
-        for key in keys.iter().flatten() {
+        for (_, key) in keys.iter().flatten() {
             match key {
                 IndexKey::Url(_, literal) => *sharing.urls.entry(literal).or_default() += 1,
                 IndexKey::Equal(field, values) => {
@@ -373,8 +407,8 @@ impl<'a> Sharing<'a> {
 
     /// The key with the shortest list; ties go to a URL `equals`, then an equality, then the
     /// longest URL literal, then the first.
-    fn best<'k>(&self, keys: &'k [IndexKey<'a>]) -> Option<&'k IndexKey<'a>> {
-        keys.iter().min_by_key(|key| {
+    fn best<'k>(&self, keys: &'k [(usize, IndexKey<'a>)]) -> Option<&'k (usize, IndexKey<'a>)> {
+        keys.iter().min_by_key(|(_, key)| {
             let (shared, preference) = match key {
                 IndexKey::Url(UrlLiteral::Equals, literal) => (self.urls[literal], 0),
                 IndexKey::Url(_, literal) => (self.urls[literal], 3),
@@ -426,13 +460,13 @@ mod tests {
 
     /// The key each trigger is filed under, described.
     fn filing(triggers: &[Arc<CompiledTrigger>]) -> Vec<String> {
-        let keys: Vec<Vec<IndexKey<'_>>> = triggers
+        let keys: Vec<Vec<(usize, IndexKey<'_>)>> = triggers
             .iter()
             .map(|trigger| index_keys(&trigger.root))
             .collect();
         let sharing = Sharing::count(&keys);
         keys.iter()
-            .map(|keys| match sharing.best(keys) {
+            .map(|keys| match sharing.best(keys).map(|(_, key)| key) {
                 Some(IndexKey::Url(kind, literal)) => format!("url {kind:?} {literal}"),
                 Some(IndexKey::Equal(field, values)) => format!("{field:?} {}", values.join(",")),
                 Some(IndexKey::Customer(expected)) => format!("customer {expected}"),

@@ -49,6 +49,32 @@ struct Slot {
     pages: u32,
 }
 
+/// A live entry's map key: the same allocation the entry's heap items point to, looked up by
+/// the visitor id. Rescheduling a visitor (every page view may) allocates nothing.
+#[derive(Debug, Clone)]
+struct Keyed(Arc<TimerKey>);
+
+impl std::borrow::Borrow<str> for Keyed {
+    fn borrow(&self) -> &str {
+        &self.0.visitor_id
+    }
+}
+
+impl PartialEq for Keyed {
+    fn eq(&self, other: &Keyed) -> bool {
+        self.0.visitor_id == other.0.visitor_id
+    }
+}
+
+impl Eq for Keyed {}
+
+impl std::hash::Hash for Keyed {
+    // Must hash as the `str` it borrows as.
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        (*self.0.visitor_id).hash(state);
+    }
+}
+
 /// Shards of a site's live entries: a site growing towards a million pending wake-ups
 /// rehashes 1/64 of them at a time, never the whole map in one go (which held the queue's lock
 /// for tens of milliseconds).
@@ -57,7 +83,7 @@ const SHARDS: usize = 64;
 /// One site's live entries, split by the visitor id's hash.
 #[derive(Debug)]
 struct SiteSlots {
-    shards: Box<[HashMap<Box<str>, Slot, FastHash>]>,
+    shards: Box<[HashMap<Keyed, Slot, FastHash>]>,
 }
 
 impl SiteSlots {
@@ -77,7 +103,7 @@ impl SiteSlots {
         self.shards[self.index(visitor_id)].get(visitor_id)
     }
 
-    fn shard_mut(&mut self, visitor_id: &str) -> &mut HashMap<Box<str>, Slot, FastHash> {
+    fn shard_mut(&mut self, visitor_id: &str) -> &mut HashMap<Keyed, Slot, FastHash> {
         let index = self.index(visitor_id);
         &mut self.shards[index]
     }
@@ -178,14 +204,24 @@ impl Timers {
                     .or_insert_with(|| SiteSlots::new(&queue.hasher)),
             };
             let visitors = visitors.shard_mut(visitor_id);
-            let added = match visitors.get_mut(visitor_id) {
-                Some(existing) => {
-                    *existing = slot;
-                    false
+            let existing = visitors
+                .get_key_value(visitor_id)
+                .map(|(key, _)| Arc::clone(&key.0));
+            let (key, added) = match existing {
+                Some(key) => {
+                    // A second probe of the bucket the first just read.
+                    if let Some(existing) = visitors.get_mut(visitor_id) {
+                        *existing = slot;
+                    }
+                    (key, false)
                 }
                 None => {
-                    visitors.insert(visitor_id.into(), slot);
-                    true
+                    let key = Arc::new(TimerKey {
+                        site: Arc::clone(site),
+                        visitor_id: visitor_id.into(),
+                    });
+                    visitors.insert(Keyed(Arc::clone(&key)), slot);
+                    (key, true)
                 }
             };
             if added {
@@ -197,10 +233,6 @@ impl Timers {
                     }
                 }
             }
-            let key = Arc::new(TimerKey {
-                site: Arc::clone(site),
-                visitor_id: visitor_id.into(),
-            });
             queue.heap.push(Reverse((due_ms, seq, key)));
             // Navigation leaves stale items behind until they come due; when they outnumber
             // the live ones, rebuild the heap from the live entries so it stays O(pending).
