@@ -1511,21 +1511,26 @@ impl Store for RedbStore {
         fires: &[FireRecord],
         deltas: &[StatsDelta],
     ) -> Result<(), StoreError> {
+        // Only what the write needs crosses to the blocking pool: each record's key and its
+        // encoding, not a copy of the record.
         let fires = fires
             .iter()
-            .map(|fire| Ok((fire.clone(), encode(fire)?)))
+            .map(|fire| {
+                Ok((
+                    fire.site.clone(),
+                    fire.visitor_id.clone(),
+                    fire.trigger_id,
+                    encode(fire)?,
+                ))
+            })
             .collect::<Result<Vec<_>, StoreError>>()?;
         let deltas = deltas.to_vec();
         self.write(move |txn| {
             let mut table = txn.open_table(TRIGGER_FIRES).db()?;
-            for (fire, bytes) in &fires {
+            for (site, visitor_id, trigger_id, bytes) in &fires {
                 table
                     .insert(
-                        (
-                            fire.site.as_str(),
-                            fire.visitor_id.as_str(),
-                            fire.trigger_id,
-                        ),
+                        (site.as_str(), visitor_id.as_str(), *trigger_id),
                         bytes.as_slice(),
                     )
                     .db()?;
