@@ -123,7 +123,7 @@ pub async fn credential(
     Ok(credential)
 }
 
-/// Makes `visitors` live and issues their credentials, `concurrency` at a time.
+/// Makes `visitors` live and registers their credentials, `concurrency` at a time.
 pub async fn prepare(
     addr: SocketAddr,
     visitors: Vec<Visitor>,
