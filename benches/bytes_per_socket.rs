@@ -2,7 +2,7 @@
 //!
 //! Porchlight runs in a child process pinned to core 0 (one Tokio worker thread). This process,
 //! pinned to core 1, makes `BENCH_SOCKETS` (10 000) visitors live (a page view beacon each) and
-//! issues their chat credentials, closes those HTTP connections and lets the server settle;
+//! registers their chat credentials, closes those HTTP connections and lets the server settle;
 //! then reads the server's VmRSS (`/proc/PID/status`) and the kernel's socket figures
 //! (`/proc/net/sockstat`, `/proc/meminfo` Slab), so that what the visitors themselves cost is
 //! not counted. Then it opens every visitor's WebSocket (`hello` → `ready`, the minimal client

@@ -3,7 +3,7 @@
 //!
 //! Porchlight runs in a child process pinned to core 0 (a Tokio runtime with one worker
 //! thread). This process, pinned to core 1, makes `BENCH_CONVERSATIONS` (1 000) visitors live
-//! (a page view beacon each), issues their chat credentials, opens every visitor's WebSocket
+//! (a page view beacon each), registers their chat credentials, opens every visitor's WebSocket
 //! (`hello` → `ready`, the minimal client of `support/ws.rs`), then signs in as the owner and
 //! starts a conversation with each visitor through the agents' API. Then, open-loop at
 //! `BENCH_MESSAGE_RATE` (200) messages/s, round-robin over the conversations, the agent posts

@@ -1,5 +1,5 @@
 //! The visitor side of the chat channel, as the widget drives it: a page view beacon makes the
-//! visitor live, `POST /v1/chat/credential` issues its credential, and the WebSocket
+//! visitor live, `POST /v1/chat/credential` registers its credential, and the WebSocket
 //! `GET /v1/chat/socket?site=KEY` opens with a `hello` frame answered by `ready`. Also the
 //! agent's sign-in, and a bounded-concurrency helper for doing any of this thousands of times.
 
@@ -93,19 +93,24 @@ pub async fn page_view(
     Ok(())
 }
 
-/// `POST /v1/chat/credential` for a live visitor.
+/// `POST /v1/chat/credential` for a live visitor: registers a fresh secret, as the widget does,
+/// and returns it.
 pub async fn credential(
     client: &reqwest::Client,
     addr: SocketAddr,
     who: &Visitor,
 ) -> anyhow::Result<String> {
+    let credential = testkit::app::new_credential();
     let response = client
         .post(format!("http://{addr}/v1/chat/credential"))
         .header("User-Agent", who.user_agent)
         .header("Origin", ORIGIN)
         .header("Content-Type", "text/plain;charset=UTF-8")
         .header("X-Forwarded-For", who.ip.to_string())
-        .body(serde_json::json!({ "site": SITE, "vid": who.vid }).to_string())
+        .body(
+            serde_json::json!({ "site": SITE, "vid": who.vid, "credential": credential })
+                .to_string(),
+        )
         .send()
         .await?;
     let status = response.status();
@@ -115,14 +120,10 @@ pub async fn credential(
             response.text().await.unwrap_or_default()
         );
     }
-    let body: serde_json::Value = response.json().await?;
-    body["credential"]
-        .as_str()
-        .map(str::to_owned)
-        .context("no credential in the answer")
+    Ok(credential)
 }
 
-/// Makes `visitors` live and issues their credentials, `concurrency` at a time.
+/// Makes `visitors` live and registers their credentials, `concurrency` at a time.
 pub async fn prepare(
     addr: SocketAddr,
     visitors: Vec<Visitor>,

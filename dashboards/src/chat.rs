@@ -1,8 +1,10 @@
 //! The visitor channel (issue 3): the widget's side of conversations.
 //!
-//! A visitor first obtains an unguessable credential (`POST /v1/chat/credential`, issued once
-//! per visitor id and kept by the widget), then opens `GET /v1/chat/socket?site=KEY` and says
-//! `hello` with its visitor id, credential, and the last message seq it holds per conversation.
+//! A visitor first registers an unguessable credential (`POST /v1/chat/credential`: the widget
+//! generates 32 random bytes and keeps them before asking; the server stores their hash once
+//! per visitor id and accepts a repeat with the same secret, so a request whose answer was lost
+//! is simply sent again), then opens `GET /v1/chat/socket?site=KEY` and says `hello` with its
+//! visitor id, credential, and the last message seq it holds per conversation.
 //! The server answers `ready` with what the widget is missing, then pushes messages, state
 //! changes and agents' typing as they happen. Every message the widget sends carries a
 //! `client_id`; the server acknowledges it only after the durable write, and a re-send after a
@@ -26,7 +28,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use engage::{
     Author, Content, Conversation, ConversationEvent, ConversationOrigin, ConversationState,
-    Message, MessageBody, Party, PreChat, StartDetails, VisitorRef,
+    CredentialIssue, Message, MessageBody, Party, PreChat, StartDetails, VisitorRef,
 };
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
@@ -229,12 +231,23 @@ pub async fn run_router(state: AppState) {
 pub struct CredentialRequest {
     site: String,
     vid: String,
+    /// The secret the widget generated and keeps (32 random bytes, unpadded base64url).
+    credential: String,
 }
 
-/// `POST /v1/chat/credential`: issues the visitor's credential, once. The widget sends it as
-/// `text/plain` (no preflight), so the body is read as bytes and parsed here.
+/// `POST /v1/chat/credential` `{"site","vid","credential"}`: registers the secret credential
+/// the widget generated for a live visitor. The widget keeps the secret before it asks, so the
+/// request is safe to repeat: `201 {"created":true}` when it is stored now, `200
+/// {"created":false}` when the visitor already has exactly this one (a repeat after a lost
+/// answer), `409` when the visitor has a different one (that browser lost its credential and
+/// starts as a new visitor), `403` for a blocked visitor (by id or address; nothing is
+/// stored), `400` for a malformed body or credential, `404` for an unknown site or a visitor
+/// that is not live. The widget sends it as `text/plain` (no preflight), so the body is read
+/// as bytes and parsed here. Every answer after the origin check carries the CORS header, so
+/// the widget can tell a block (403) from a lost credential (409).
 pub async fn issue_credential(
     State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
@@ -245,28 +258,47 @@ pub async fn issue_credential(
         .get(&request.site)
         .ok_or_else(|| ApiError::NotFound(format!("unknown site {:?}", request.site)))?;
     let origin = origin_allowed(&headers, &site)?;
-    if state.presence.get(&site.key, &request.vid).is_none() {
-        return Err(ApiError::NotFound(
-            "this visitor is not live on the site; send a page view first".into(),
-        ));
+    let result = async {
+        if state.presence.get(&site.key, &request.vid).is_none() {
+            return Err(ApiError::NotFound(
+                "this visitor is not live on the site; send a page view first".into(),
+            ));
+        }
+        let visitor = VisitorRef {
+            site: &site.key,
+            visitor_id: &request.vid,
+            ip: Some(client_ip(
+                peer.ip(),
+                &headers,
+                &state.settings.trusted_proxies,
+            )),
+        };
+        Ok(
+            match state
+                .conversations
+                .issue_visitor_credential(visitor, &request.credential)
+                .await?
+            {
+                CredentialIssue::Created => {
+                    (StatusCode::CREATED, Json(json!({ "created": true }))).into_response()
+                }
+                CredentialIssue::Repeated => {
+                    (StatusCode::OK, Json(json!({ "created": false }))).into_response()
+                }
+                CredentialIssue::Conflict => ApiError::Conflict(
+                    "this visitor already has a different credential; a browser that lost it \
+                     starts as a new visitor"
+                        .into(),
+                )
+                .into_response(),
+            },
+        )
     }
-    let response = match state
-        .conversations
-        .issue_visitor_credential(&site.key, &request.vid)
-        .await?
-    {
-        Some(credential) => (
-            StatusCode::CREATED,
-            Json(json!({ "credential": credential })),
-        )
-            .into_response(),
-        None => ApiError::Conflict(
-            "this visitor already has a credential; a browser that lost it starts as a new visitor"
-                .into(),
-        )
-        .into_response(),
-    };
-    Ok(crate::beacon::with_cors(response, origin))
+    .await;
+    Ok(crate::beacon::with_cors(
+        result.unwrap_or_else(IntoResponse::into_response),
+        origin,
+    ))
 }
 
 #[derive(Debug, Deserialize)]

@@ -211,6 +211,7 @@
     rate: 'How was this conversation?', thanks: 'Thank you for your feedback!', tooBig: 'Files can be at most 2 MB.',
     attachFirst: 'Send a message first, then you can attach files.', empty: 'That file is empty.',
     unavailable: 'Chat is not available right now. Retrying\u2026',
+    blocked: 'You cannot chat with this site.',
     offline: 'We are away right now. Leave us a message and we will get back to you by email.',
     leadThanks: 'Thank you! We received your message and will get back to you soon.'
   };
@@ -516,13 +517,32 @@
     },
 
     // --- credential ----------------------------------------------------------
+    // The widget generates its own secret (32 random bytes, base64url) and keeps it in
+    // pl_cred, marked pending, BEFORE asking the server to register it. A page left while
+    // that request is in flight loses only the answer: the next page sends the same secret
+    // again, and the server answers 200 (it has exactly this one) or 201 (it never got it).
+    // Only 409 (the server holds a different secret: this browser lost its own) starts over
+    // under a new visitor id; 403 (a blocked visitor) ends the attempt and keeps the id.
     stored: function () {
       var c = LS.json('pl_cred');
-      return c && c.vid === S.vid && typeof c.credential === 'string' && c.credential ? c.credential : null;
+      return c && c.vid === S.vid && typeof c.credential === 'string' && c.credential
+        ? { credential: c.credential, pending: c.pending === true } : null;
+    },
+    keep: function (vid, cred, pending) {
+      var c = { vid: vid, credential: cred };
+      if (pending) c.pending = true;
+      LS.set('pl_cred', JSON.stringify(c));
+    },
+    // 32 random bytes -> 43 chars of unpadded base64url (what the server requires).
+    secret: function () {
+      var b = new Uint8Array(32), s = '';
+      crypto.getRandomValues(b);
+      for (var i = 0; i < 32; i++) s += String.fromCharCode(b[i]);
+      return btoa(s).replace(/\+/g, '-').replace(/\//g, '_').replace(/=+$/, '');
     },
     cred: function () {
       var have = Chat.stored();
-      if (have) return Promise.resolve(have);
+      if (have && !have.pending) return Promise.resolve(have.credential);
       if (!C.credP) {
         C.credP = Chat.ask(true);
         C.credP.then(function () { C.credP = null; }, function () { C.credP = null; });
@@ -530,15 +550,24 @@
       return C.credP;
     },
     ask: function (again) {
-      var vid;
+      var vid, cred;
       return C.first.then(function () {
+        var have;
         vid = S.vid;
+        have = Chat.stored();
+        cred = have ? have.credential : Chat.secret(); // a pending secret is sent again, never replaced
+        Chat.keep(vid, cred, true);
         return fetch(S.host + '/v1/chat/credential', {
           method: 'POST', headers: { 'Content-Type': 'text/plain' }, credentials: 'omit', mode: 'cors',
-          body: JSON.stringify({ site: S.site, vid: vid })
+          body: JSON.stringify({ site: S.site, vid: vid, credential: cred })
         });
       }).then(function (r) {
-        // 409: this visitor id has a credential this browser lost.
+        // 201: registered now; 200: the server already had exactly this secret.
+        if (r.status === 201 || r.status === 200) {
+          if (S.vid === vid) Chat.keep(vid, cred, false);
+          return cred;
+        }
+        // 409: this visitor id has a different credential, one this browser lost.
         if (r.status === 409 && again) return Chat.renew().then(function () { return Chat.ask(false); });
         // 404: the server no longer holds this visitor as live (a tab idle past
         // the retention): a page view makes it live again.
@@ -546,12 +575,15 @@
           C.first = Promise.resolve(Tracker.beat('pageview'))['catch'](debug);
           return Chat.ask(false);
         }
+        // 400: the server refuses the secret's form (storage tampered with): forget it, the
+        // retry generates a new one.
+        if (r.status === 400 && S.vid === vid) LS.del('pl_cred');
         return r.json()['catch'](function () { return {}; }).then(function (j) {
-          if (r.status !== 201 && r.status !== 200 || !j || typeof j.credential !== 'string' || !j.credential) {
-            throw new Error('credential: ' + r.status + ' ' + (j && j.error));
-          }
-          if (S.vid === vid) LS.set('pl_cred', JSON.stringify({ vid: vid, credential: j.credential }));
-          return j.credential;
+          var e = new Error('credential: ' + r.status + ' ' + (j && j.error));
+          // 403: this visitor is blocked. Same as a socket closed with 4403: no new
+          // visitor id, no retrying until the launcher is opened again.
+          e.blocked = r.status === 403;
+          throw e;
         });
       });
     },
@@ -574,6 +606,11 @@
         Chat.socket(cred);
       }), safe(function (e) {
         C.busy = false; debug(e);
+        if (e && e.blocked) {
+          C.want = false; C.tries = 0;
+          C.err = T.blocked; Chat.render();
+          return;
+        }
         if (C.isOpen) { C.err = T.unavailable; Chat.render(); }
         Chat.again();
       }));
@@ -598,8 +635,14 @@
       ws.onclose = safe(function (e) {
         if (C.ws !== ws) return;
         C.ws = null; C.ready = false; C.typing.forEach(function (t) { clearTimeout(t.timer); }); C.typing = [];
-        // 4401: the server does not know this credential; ask for a new one (once per page).
-        if (e.code === 4401 && !C.reauth) { C.reauth = true; LS.del('pl_cred'); }
+        // 4401: the server does not know this credential: register it again (once per
+        // page). The same secret is sent: 201 if the server never had it, 409 (a new
+        // visitor id) if it holds another.
+        if (e.code === 4401 && !C.reauth) {
+          C.reauth = true;
+          var had = Chat.stored();
+          if (had) Chat.keep(S.vid, had.credential, true); else LS.del('pl_cred');
+        }
         // 4403: refused for good (blocked): no reconnecting until the launcher is opened again.
         if (e.code === 4403) C.want = false;
         Chat.render();

@@ -42,9 +42,10 @@ pub use clock::{Clock, ManualClock, SystemClock};
 pub use contacts::{Contact, ContactEdit, Contacts, VisitorNote};
 pub use conversations::{
     AppendOutcome, Author, Block, Content, Conversation, ConversationEvent, ConversationOrigin,
-    ConversationState, ConversationWrite, Conversations, InboxCounts, InboxFilter, InboxTab,
-    Message, MessageBody, NewConversation, NewMessage, Party, PreChat, Rating, StartDetails,
-    SystemEvent, TabCount, TriggerMessage, VisitorRef, WriteOutcome,
+    ConversationState, ConversationWrite, Conversations, CredentialIssue, InboxCounts, InboxFilter,
+    InboxTab, Message, MessageBody, NewConversation, NewMessage, Party, PreChat, Rating,
+    StartDetails, SystemEvent, TabCount, TriggerMessage, VISITOR_CREDENTIAL_CHARS, VisitorRef,
+    WriteOutcome, validate_visitor_credential,
 };
 pub use error::{AccountError, ConversationError, StoreError};
 pub use ingest::{Ingest, IngestOutcome};

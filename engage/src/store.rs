@@ -206,7 +206,9 @@ pub trait Store: Send + Sync + std::fmt::Debug {
 
     /// Stores the credential hash of a visitor unless one exists already (Redis `SETNX`).
     /// Returns whether it was stored; an existing credential is never replaced, so a visitor
-    /// id alone can never be used to take over a visitor's conversations.
+    /// id alone can never be used to take over a visitor's conversations. This atomic
+    /// insert-if-absent decides between racing registrations: the caller that gets `false`
+    /// reads the stored hash and compares (the same secret is a repeat, another a conflict).
     async fn put_visitor_credential(
         &self,
         site: &str,

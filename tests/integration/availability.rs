@@ -351,20 +351,13 @@ async fn widget_socket(app: &TestApp, visitor: &str) -> (Socket, Value) {
         ))
         .await;
     assert_eq!(status, 200);
-    let response = app
-        .http
-        .post(app.url("/v1/chat/credential"))
-        .header("content-type", "text/plain")
-        .body(json!({ "site": TEST_SITE, "vid": visitor }).to_string())
-        .send()
-        .await
-        .unwrap();
-    let credential: Value = response.json().await.unwrap();
+    let credential = app.visitor_credential(visitor).await;
     let (mut socket, _) =
         tokio_tungstenite::connect_async(app.ws_url(&format!("/v1/chat/socket?site={TEST_SITE}")))
             .await
             .unwrap();
-    let hello = json!({ "type": "hello", "site": TEST_SITE, "vid": visitor, "credential": credential["credential"] });
+    let hello =
+        json!({ "type": "hello", "site": TEST_SITE, "vid": visitor, "credential": credential });
     socket
         .send(tokio_tungstenite::tungstenite::Message::Text(
             hello.to_string().into(),

@@ -7,23 +7,44 @@ use engage::Content;
 use futures_util::{SinkExt, StreamExt};
 use reqwest::Method;
 use serde_json::{Value, json};
-use testkit::app::{OWNER_EMAIL, TEST_ORIGIN, TEST_SITE, TestApp, call, page_view};
+use testkit::app::{OWNER_EMAIL, TEST_ORIGIN, TEST_SITE, TestApp, call, new_credential, page_view};
 use tokio_tungstenite::tungstenite::Message;
 
 type Socket =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
-async fn credential(app: &TestApp, visitor: &str) -> (u16, Value) {
+/// `POST /v1/chat/credential` with `secret`, from the site's origin; every answer (errors too)
+/// must carry the CORS header, or the widget could not tell a block (403) from a lost
+/// credential (409).
+async fn register(app: &TestApp, visitor: &str, secret: &str) -> (u16, Value) {
     let response = app
         .http
         .post(app.url("/v1/chat/credential"))
+        .header("origin", TEST_ORIGIN)
         .header("content-type", "text/plain")
-        .body(json!({ "site": TEST_SITE, "vid": visitor }).to_string())
+        .body(json!({ "site": TEST_SITE, "vid": visitor, "credential": secret }).to_string())
         .send()
         .await
         .unwrap();
     let status = response.status().as_u16();
+    assert_eq!(
+        response
+            .headers()
+            .get("access-control-allow-origin")
+            .and_then(|value| value.to_str().ok()),
+        Some(TEST_ORIGIN),
+        "the credential answer ({status}) carries CORS for the site's origin"
+    );
     (status, response.json().await.unwrap_or(Value::Null))
+}
+
+/// The credential stored for a visitor of the test site (its hash), if any.
+async fn stored_credential(app: &TestApp, visitor: &str) -> Option<String> {
+    app.state()
+        .store
+        .visitor_credential(TEST_SITE, visitor)
+        .await
+        .unwrap()
 }
 
 async fn connect(app: &TestApp, visitor: &str, credential: &str, after: Value) -> (Socket, Value) {
@@ -74,7 +95,8 @@ async fn send(socket: &mut Socket, frame: Value) {
 async fn a_visitor_chats_and_resumes_without_loss_or_duplicates() {
     let app = TestApp::start().await;
     let state = app.state();
-    let (status, _) = credential(&app, "visitor-chat-0001").await;
+    let token = new_credential();
+    let (status, _) = register(&app, "visitor-chat-0001", &token).await;
     assert_eq!(
         status, 404,
         "a visitor must be live before getting a credential"
@@ -89,11 +111,10 @@ async fn a_visitor_chats_and_resumes_without_loss_or_duplicates() {
         .0,
         200
     );
-    let (status, body) = credential(&app, "visitor-chat-0001").await;
-    assert_eq!(status, 201);
-    let token = body["credential"].as_str().unwrap().to_owned();
-    let (status, body) = credential(&app, "visitor-chat-0001").await;
-    assert_eq!(status, 409, "issued once: {body}");
+    let (status, body) = register(&app, "visitor-chat-0001", &token).await;
+    assert_eq!((status, &body), (201, &json!({ "created": true })));
+    let (status, body) = register(&app, "visitor-chat-0001", &new_credential()).await;
+    assert_eq!(status, 409, "another secret for the same visitor: {body}");
 
     let (mut wrong, frame) =
         connect(&app, "visitor-chat-0001", "not-the-credential", json!({})).await;
@@ -286,8 +307,7 @@ async fn blocking_through_the_api_stops_a_visitor_from_chatting() {
         .0,
         200
     );
-    let (_, body) = credential(&app, visitor).await;
-    let token = body["credential"].as_str().unwrap().to_owned();
+    let token = app.visitor_credential(visitor).await;
     let (mut socket, ready) = connect(&app, visitor, &token, json!({})).await;
     assert_eq!(ready["type"], "ready");
     send(
@@ -360,11 +380,12 @@ async fn blocking_through_the_api_stops_a_visitor_from_chatting() {
         .0,
         200
     );
-    let (_, body) = credential(&app, other).await;
-    let other_token = body["credential"].as_str().unwrap().to_owned();
-    let (mut socket, refused) = connect(&app, other, &other_token, json!({})).await;
-    assert_eq!(refused["type"], "error", "{refused}");
-    assert_eq!(close_code(&mut socket).await, 4403);
+    let (status, body) = register(&app, other, &new_credential()).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (403, Some("this visitor is blocked"))
+    );
+    assert_eq!(stored_credential(&app, other).await, None);
 
     // Unblocking lets the visitor back into their conversation.
     let (status, _) = call(&app, Method::DELETE, &block_path, Some(&owner), None).await;
@@ -460,14 +481,8 @@ async fn one_visitor_cannot_read_or_post_to_anothers_conversation() {
             200
         );
     }
-    let anna = credential(&app, "visitor-anna-0001").await.1["credential"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let mallory = credential(&app, "visitor-mallory-01").await.1["credential"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let anna = app.visitor_credential("visitor-anna-0001").await;
+    let mallory = app.visitor_credential("visitor-mallory-01").await;
 
     let (mut socket, _) = connect(&app, "visitor-anna-0001", &anna, json!({})).await;
     send(
@@ -535,10 +550,7 @@ async fn a_chat_nobody_answered_is_missed_when_the_visitor_leaves() {
         .0,
         200
     );
-    let token = credential(&app, "visitor-gone-0001").await.1["credential"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let token = app.visitor_credential("visitor-gone-0001").await;
     let (mut socket, _) = connect(&app, "visitor-gone-0001", &token, json!({})).await;
     send(
         &mut socket,
@@ -605,5 +617,215 @@ async fn a_blocked_visitor_coming_back_is_in_the_blocked_segment() {
     );
     let counts = app.state().presence.counts(TEST_SITE);
     assert_eq!((counts.all, counts.blocked), (1, 1));
+    app.shutdown().await;
+}
+
+/// The widget keeps its secret before asking, so a request whose answer was lost (the page
+/// was left while it was in flight) is sent again with the same secret: the server accepts
+/// it, before and after a restart, and the credential then works on the socket and on
+/// attachment requests. Only a different secret is refused, and it changes nothing.
+#[tokio::test]
+async fn a_repeated_credential_request_is_accepted_and_the_credential_works() {
+    let mut app = TestApp::start().await;
+    let visitor = "visitor-repeat-0001";
+    assert_eq!(
+        app.beacon(&page_view(
+            visitor,
+            "visit-repeat-0001",
+            "https://shop.example/"
+        ))
+        .await
+        .0,
+        200
+    );
+    let token = new_credential();
+    let (status, body) = register(&app, visitor, &token).await;
+    assert_eq!((status, &body), (201, &json!({ "created": true })));
+    let stored = stored_credential(&app, visitor).await;
+    assert_eq!(stored.as_deref(), Some(engage::hash_token(&token).as_str()));
+
+    // The answer was lost; the next page sends the same secret.
+    let (status, body) = register(&app, visitor, &token).await;
+    assert_eq!((status, &body), (200, &json!({ "created": false })));
+    // After a restart (nothing cached) the store decides the same way.
+    app.restart().await;
+    assert_eq!(
+        app.beacon(&page_view(
+            visitor,
+            "visit-repeat-0001",
+            "https://shop.example/"
+        ))
+        .await
+        .0,
+        200
+    );
+    let (status, body) = register(&app, visitor, &token).await;
+    assert_eq!((status, &body), (200, &json!({ "created": false })));
+
+    // Another browser (or one that lost its secret) cannot replace it.
+    let other = new_credential();
+    let (status, body) = register(&app, visitor, &other).await;
+    assert_eq!(status, 409, "{body}");
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap()
+            .contains("already has a different credential"),
+        "{body}"
+    );
+    assert_eq!(stored_credential(&app, visitor).await, stored);
+    let (mut refused, frame) = connect(&app, visitor, &other, json!({})).await;
+    assert_eq!(frame["type"], "error", "{frame}");
+    assert_eq!(close_code(&mut refused).await, 4401);
+
+    // The repeated secret opens the channel and chats, and verifies on attachment requests.
+    let (mut socket, ready) = connect(&app, visitor, &token, json!({})).await;
+    assert_eq!(ready["type"], "ready", "{ready}");
+    send(
+        &mut socket,
+        json!({ "type": "send", "client_id": "r-1", "text": "still me after a reload" }),
+    )
+    .await;
+    let ack = next_of(&mut socket, "ack").await;
+    assert_eq!(ack["client_id"], "r-1");
+    let conversation = ack["conversation_id"].as_u64().unwrap();
+    let (status, body) = upload(&app, visitor, &token, conversation).await;
+    assert_eq!(status, 201, "{body}");
+    let (status, _) = upload(&app, visitor, &other, conversation).await;
+    assert_eq!(status, 401, "the refused secret verifies nowhere");
+    app.shutdown().await;
+}
+
+/// A credential must be the widget's 32 random bytes as unpadded base64url (43 characters):
+/// anything else is refused with 400 and a reason, and nothing is stored.
+#[tokio::test]
+async fn malformed_credentials_are_refused_with_a_reason() {
+    let app = TestApp::start().await;
+    let visitor = "visitor-malformed-01";
+    assert_eq!(
+        app.beacon(&page_view(
+            visitor,
+            "visit-malformed-01",
+            "https://shop.example/"
+        ))
+        .await
+        .0,
+        200
+    );
+    let good = new_credential();
+    let cases = [
+        ("", "exactly 43 characters"),
+        ("short", "exactly 43 characters"),
+        (&good[..42], "exactly 43 characters"),
+        (&format!("{good}x"), "exactly 43 characters"),
+        (&format!("{}=", &good[..42]), "unpadded base64url"),
+        (&format!("+{}", &good[1..]), "unpadded base64url"),
+        (&format!("/{}", &good[1..]), "unpadded base64url"),
+        (&format!("{}B", &good[..42]), "canonical"),
+    ];
+    for (secret, says) in cases {
+        let (status, body) = register(&app, visitor, secret).await;
+        assert_eq!(status, 400, "{secret:?}: {body}");
+        let message = body["error"].as_str().unwrap_or_default();
+        assert!(
+            message.starts_with("credential: ") && message.contains(says),
+            "{secret:?}: {message}"
+        );
+    }
+    // No credential at all (an old widget's request) says what is missing.
+    let response = app
+        .http
+        .post(app.url("/v1/chat/credential"))
+        .header("content-type", "text/plain")
+        .body(json!({ "site": TEST_SITE, "vid": visitor }).to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 400);
+    let body: Value = response.json().await.unwrap();
+    assert!(
+        body["error"].as_str().unwrap().contains("credential"),
+        "{body}"
+    );
+    assert_eq!(stored_credential(&app, visitor).await, None);
+    let (status, _) = register(&app, visitor, &good).await;
+    assert_eq!(status, 201);
+    app.shutdown().await;
+}
+
+/// A blocked visitor, by id or by address, gets 403 from the credential endpoint and no
+/// credential is stored; the widget keeps its visitor id on 403 (see widget_credential.rs).
+#[tokio::test]
+async fn blocked_visitors_get_no_credential() {
+    let app = TestApp::start().await;
+    let owner = app.owner_cookie().await;
+    let live = |visitor: &'static str| {
+        let app = &app;
+        async move {
+            let beacon = page_view(
+                visitor,
+                &format!("visit-{visitor}"),
+                "https://shop.example/",
+            );
+            assert_eq!(app.beacon(&beacon).await.0, 200);
+        }
+    };
+
+    // By visitor id.
+    let by_id = "visitor-blocked-id";
+    live(by_id).await;
+    let block_path = format!("/api/sites/{TEST_SITE}/visitors/{by_id}/block");
+    let (status, body) = call(
+        &app,
+        Method::POST,
+        &block_path,
+        Some(&owner),
+        Some(json!({ "reason": "spam" })),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let secret = new_credential();
+    let (status, body) = register(&app, by_id, &secret).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (403, Some("this visitor is blocked"))
+    );
+    assert_eq!(stored_credential(&app, by_id).await, None);
+    // Once the block is lifted, the same secret (the widget kept it) registers.
+    let (status, _) = call(&app, Method::DELETE, &block_path, Some(&owner), None).await;
+    assert_eq!(status, 204);
+    let (status, _) = register(&app, by_id, &secret).await;
+    assert_eq!(status, 201);
+
+    // By address: every visitor id from a blocked address (this test's loopback) is refused,
+    // a known one and a new one alike, even one that has a credential already.
+    let abuser = "visitor-blocked-ip";
+    live(abuser).await;
+    let (status, body) = call(
+        &app,
+        Method::POST,
+        &format!("/api/sites/{TEST_SITE}/visitors/{abuser}/block"),
+        Some(&owner),
+        Some(json!({ "ip": true })),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body["block"]["ip"].is_string(), "{body}");
+    let fresh = "visitor-same-address";
+    live(fresh).await;
+    for visitor in [abuser, fresh] {
+        let (status, body) = register(&app, visitor, &new_credential()).await;
+        assert_eq!(
+            (status, body["error"].as_str()),
+            (403, Some("this visitor is blocked")),
+            "{visitor}"
+        );
+        assert_eq!(stored_credential(&app, visitor).await, None, "{visitor}");
+    }
+    let (status, _) = register(&app, by_id, &secret).await;
+    assert_eq!(
+        status, 403,
+        "a repeat from a blocked address is refused too"
+    );
     app.shutdown().await;
 }

@@ -17,4 +17,5 @@ mod openapi;
 mod triggers;
 mod triggers_browser;
 mod webhooks;
+mod widget_credential;
 mod widget_hours;

@@ -88,18 +88,18 @@ async fn acknowledged_messages_survive_sigkill() -> anyhow::Result<()> {
         .send()
         .await?;
     ensure!(response.status() == 200, "beacon: {}", response.status());
-    let credential: Value = http
+    let credential = testkit::app::new_credential();
+    let response = http
         .post(format!("http://{addr}/v1/chat/credential"))
         .header("content-type", "text/plain")
-        .body(json!({ "site": TEST_SITE, "vid": VISITOR }).to_string())
+        .body(json!({ "site": TEST_SITE, "vid": VISITOR, "credential": credential }).to_string())
         .send()
-        .await?
-        .json()
         .await?;
-    let credential = credential["credential"]
-        .as_str()
-        .context("credential")?
-        .to_owned();
+    ensure!(
+        response.status() == 201,
+        "credential: {}",
+        response.status()
+    );
 
     let (mut socket, _) =
         tokio_tungstenite::connect_async(format!("ws://{addr}/v1/chat/socket?site={TEST_SITE}"))

@@ -169,6 +169,37 @@ impl TestApp {
         (status, body)
     }
 
+    /// `POST /v1/chat/credential` for `visitor` of the test site with the secret `credential`,
+    /// as the widget sends it (`text/plain`, from the site's origin); returns the status and
+    /// the JSON answer.
+    pub async fn register_credential(&self, visitor: &str, credential: &str) -> (u16, Value) {
+        let response = self
+            .http
+            .post(self.url("/v1/chat/credential"))
+            .header("origin", TEST_ORIGIN)
+            .header("content-type", "text/plain")
+            .body(
+                json!({ "site": TEST_SITE, "vid": visitor, "credential": credential }).to_string(),
+            )
+            .send()
+            .await
+            .expect("credential request");
+        let status = response.status().as_u16();
+        (
+            status,
+            response.json::<Value>().await.unwrap_or(Value::Null),
+        )
+    }
+
+    /// Registers a fresh credential ([`new_credential`]) for a live visitor of the test site
+    /// and returns it; panics unless the server answers 201.
+    pub async fn visitor_credential(&self, visitor: &str) -> String {
+        let credential = new_credential();
+        let (status, body) = self.register_credential(visitor, &credential).await;
+        assert_eq!(status, 201, "credential of {visitor}: {body}");
+        credential
+    }
+
     /// Signs in and returns the `Cookie` header value of the session.
     pub async fn login(&self, email: &str, password: &str) -> String {
         let response = self
@@ -206,6 +237,16 @@ impl TestApp {
             response.json::<Value>().await.unwrap_or(Value::Null),
         )
     }
+}
+
+/// A visitor credential as the widget makes one: 32 random bytes as unpadded base64url
+/// (43 characters), the only form `POST /v1/chat/credential` accepts.
+pub fn new_credential() -> String {
+    use base64::Engine as _;
+    use rand::RngCore as _;
+    let mut bytes = [0u8; 32];
+    rand::rng().fill_bytes(&mut bytes);
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
 }
 
 /// A beacon body for the test site, with the given visitor and visit ids and page.

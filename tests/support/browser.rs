@@ -542,6 +542,11 @@ impl Page {
         Ok(page)
     }
 
+    /// This page's CDP session id: the `session_id` of its events in [`Browser::events`].
+    pub fn session_id(&self) -> &str {
+        &self.session
+    }
+
     /// Sends a raw CDP command to this page's session.
     pub async fn cdp(&self, method: &str, params: Value) -> anyhow::Result<Value> {
         self.conn.call(method, params, Some(&self.session)).await

@@ -54,7 +54,6 @@ use std::sync::Arc;
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use parking_lot::RwLock;
-use rand::RngCore;
 use tokio::sync::broadcast;
 
 pub use inbox::{InboxCounts, InboxFilter, InboxTab, ParseTabError, TabCount};
@@ -91,13 +90,30 @@ const MAX_EMAIL_CHARS: usize = 254;
 const MAX_COMMENT_CHARS: usize = 1000;
 const MAX_REASON_CHARS: usize = 500;
 const MAX_VISITOR_ID_CHARS: usize = 128;
-/// Longer credentials are refused before hashing; real ones are 43 characters.
+/// A visitor credential is 32 random bytes (256 bits) the widget generates, written as
+/// unpadded base64url: exactly this many characters (see [`validate_visitor_credential`]).
+pub const VISITOR_CREDENTIAL_CHARS: usize = 43;
+/// Bytes a visitor credential encodes.
+const VISITOR_CREDENTIAL_BYTES: usize = 32;
+/// Longer credentials are refused before hashing when verifying; real ones are 43 characters.
 const MAX_CREDENTIAL_LEN: usize = 256;
 /// The verified-credential cache is emptied when it reaches this many visitors, which bounds
 /// its memory without bookkeeping; the next verification of each visitor reads the store.
 const CREDENTIAL_CACHE_LIMIT: usize = 100_000;
 
 const NO_SITE_ACCESS: &str = "you have no access to this site";
+
+/// What [`Conversations::issue_visitor_credential`] did with a visitor's credential.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CredentialIssue {
+    /// The visitor had none: its hash is stored now.
+    Created,
+    /// The visitor already has exactly this credential (a repeated request, e.g. after the
+    /// answer to the first was lost); nothing changed.
+    Repeated,
+    /// The visitor has a different credential, which is kept.
+    Conflict,
+}
 
 /// A visitor as the caller has authenticated them: site, visitor id and, when known, the
 /// address they are connecting from (checked against address blocks).
@@ -1152,40 +1168,73 @@ impl Conversations {
 
     // Visitor credentials.
 
-    /// Issues the visitor's credential: a random 32-byte token (base64url, 43 characters)
-    /// of which only the SHA-256 hash is stored. Returns the token the one time it is
-    /// created, and `None` when the visitor already has one; a credential is never
-    /// replaced, so knowing a visitor id is not enough to take over their conversations. A
-    /// widget that lost its credential needs a new visitor id.
+    /// Registers the secret credential a visitor's widget generated for itself (see
+    /// [`validate_visitor_credential`] for its form). Only its SHA-256 hash is stored, and a
+    /// stored credential is never replaced, so knowing a visitor id is not enough to take over
+    /// their conversations.
+    ///
+    /// Safe to repeat: the widget keeps its secret before asking, so a request whose answer
+    /// was lost (the page was left while it was in flight) is simply sent again with the same
+    /// secret, and answered [`CredentialIssue::Repeated`]. A different secret for a visitor
+    /// that has one is [`CredentialIssue::Conflict`]: that browser lost its credential and
+    /// needs a new visitor id. Two requests racing for the same visitor are decided by the
+    /// store's insert-if-absent; the loser compares its hash with the winner's. Hashes are
+    /// compared in constant time.
+    ///
+    /// A blocked visitor (by id, or by `visitor.ip`) is refused with
+    /// [`ConversationError::Blocked`], and nothing is stored.
     pub async fn issue_visitor_credential(
         &self,
-        site: &str,
-        visitor_id: &str,
-    ) -> Result<Option<String>, ConversationError> {
+        visitor: VisitorRef<'_>,
+        credential: &str,
+    ) -> Result<CredentialIssue, ConversationError> {
+        let VisitorRef {
+            site, visitor_id, ..
+        } = visitor;
         validate_visitor_id(visitor_id)?;
-        if self.cached_credential(site, visitor_id).is_some()
-            || self
+        validate_visitor_credential(credential)?;
+        self.ensure_not_blocked(visitor)?;
+        let hash = hash_token(credential);
+        let compare = |known: &str| {
+            if constant_time_eq(known.as_bytes(), hash.as_bytes()) {
+                CredentialIssue::Repeated
+            } else {
+                CredentialIssue::Conflict
+            }
+        };
+        if let Some(known) = self.cached_credential(site, visitor_id) {
+            return Ok(compare(&known));
+        }
+        // Read before writing: a repeat then costs no write transaction.
+        let stored = match self.store.visitor_credential(site, visitor_id).await? {
+            Some(stored) => stored,
+            None if self
+                .store
+                .put_visitor_credential(site, visitor_id, &hash)
+                .await? =>
+            {
+                self.cache_credential(site, visitor_id, hash);
+                return Ok(CredentialIssue::Created);
+            }
+            // Another request stored one between the read and the write (a repeat of this
+            // one, or another browser's): the store kept the first, compare with it.
+            None => self
                 .store
                 .visitor_credential(site, visitor_id)
                 .await?
-                .is_some()
-        {
-            return Ok(None);
+                .ok_or_else(|| {
+                    // Credentials are never deleted: this store lost a record it had just
+                    // refused to overwrite.
+                    ConversationError::Store(StoreError::Db(format!(
+                        "the credential of visitor {visitor_id:?} vanished"
+                    )))
+                })?,
+        };
+        let outcome = compare(&stored);
+        if outcome == CredentialIssue::Repeated {
+            self.cache_credential(site, visitor_id, stored);
         }
-        let mut bytes = [0u8; 32];
-        rand::rng().fill_bytes(&mut bytes);
-        let token = URL_SAFE_NO_PAD.encode(bytes);
-        let hash = hash_token(&token);
-        if !self
-            .store
-            .put_visitor_credential(site, visitor_id, &hash)
-            .await?
-        {
-            // Another request issued one first; theirs stands.
-            return Ok(None);
-        }
-        self.cache_credential(site, visitor_id, hash);
-        Ok(Some(token))
+        Ok(outcome)
     }
 
     /// Whether `token` is the visitor's credential. Hashes are compared in constant time
@@ -1585,6 +1634,29 @@ fn validate_visitor_id(visitor_id: &str) -> Result<(), ConversationError> {
         return Err(invalid("invalid visitor id"));
     }
     Ok(())
+}
+
+/// Checks the form of a visitor credential the widget generated: the unpadded base64url
+/// encoding (RFC 4648 §5, alphabet `A–Z a–z 0–9 - _`, no `=`) of exactly 32 bytes, that is
+/// exactly 43 characters, in canonical form (the unused low 2 bits of the last character are
+/// zero, so its last character is one of `AEIMQUYcgkosw048`). The widget fills the 32 bytes
+/// with `crypto.getRandomValues`, so a credential carries 256 bits of entropy; the server
+/// cannot check randomness, only the length and form.
+pub fn validate_visitor_credential(credential: &str) -> Result<(), ConversationError> {
+    if credential.len() != VISITOR_CREDENTIAL_CHARS {
+        return Err(invalid(&format!(
+            "credential: must be exactly {VISITOR_CREDENTIAL_CHARS} characters (32 random bytes \
+             as unpadded base64url), got {}",
+            credential.chars().count()
+        )));
+    }
+    match URL_SAFE_NO_PAD.decode(credential) {
+        Ok(bytes) if bytes.len() == VISITOR_CREDENTIAL_BYTES => Ok(()),
+        _ => Err(invalid(
+            "credential: must be 32 random bytes as unpadded base64url (only A-Z, a-z, 0-9, \
+             '-' and '_', in canonical form)",
+        )),
+    }
 }
 
 /// Drops control characters but line breaks and tabs, which people type in messages.

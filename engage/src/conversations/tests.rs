@@ -953,32 +953,47 @@ async fn text_limits_table() {
     assert_eq!(texts(&[posted.message]), ["text:a\nbc"]);
 }
 
+/// A well-formed credential: 32 bytes (a pattern per `seed`) as unpadded base64url.
+fn secret(seed: u8) -> String {
+    let bytes: Vec<u8> = (0..32u8)
+        .map(|i| i.wrapping_mul(31).wrapping_add(seed))
+        .collect();
+    URL_SAFE_NO_PAD.encode(bytes)
+}
+
 #[tokio::test]
 async fn visitor_credentials() {
     let f = fixture().await;
-    let token = f
-        .service
-        .issue_visitor_credential(SITE, "v1")
-        .await
-        .unwrap()
-        .expect("first issue returns the token");
-    assert_eq!(token.len(), 43);
+    let token = secret(1);
+    assert_eq!(token.len(), VISITOR_CREDENTIAL_CHARS);
+    let issue = |visitor_id: &'static str, token: String| {
+        let service = &f.service;
+        async move {
+            service
+                .issue_visitor_credential(VisitorRef::new(SITE, visitor_id), &token)
+                .await
+        }
+    };
     assert_eq!(
-        f.service
-            .issue_visitor_credential(SITE, "v1")
-            .await
-            .unwrap(),
-        None,
-        "a credential is issued once"
+        issue("v1", token.clone()).await.unwrap(),
+        CredentialIssue::Created
     );
-    let other = f
-        .service
-        .issue_visitor_credential(SITE, "v2")
-        .await
-        .unwrap()
-        .unwrap();
-    assert_ne!(token, other);
-    // Only the hash is stored.
+    assert_eq!(
+        issue("v1", token.clone()).await.unwrap(),
+        CredentialIssue::Repeated,
+        "the same secret again (an answer that was lost) is accepted"
+    );
+    let other = secret(2);
+    assert_eq!(
+        issue("v1", other.clone()).await.unwrap(),
+        CredentialIssue::Conflict,
+        "a different secret never replaces the stored one"
+    );
+    assert_eq!(
+        issue("v2", other.clone()).await.unwrap(),
+        CredentialIssue::Created
+    );
+    // Only the hash is stored, and the conflicting secret changed nothing.
     let stored = f
         .service
         .store()
@@ -1010,7 +1025,7 @@ async fn visitor_credentials() {
     assert!(!verify(SITE, "v1", "a".repeat(10_000)).await);
     assert!(!verify(SITE, "never-issued", token.clone()).await);
 
-    // A fresh service (a restart) verifies from the store.
+    // A fresh service (a restart, empty cache) decides from the store.
     let restarted =
         Conversations::start(Arc::clone(f.service.store()), f.clock.clone(), f.dir.path())
             .await
@@ -1023,11 +1038,174 @@ async fn visitor_credentials() {
     );
     assert_eq!(
         restarted
-            .issue_visitor_credential(SITE, "v1")
+            .issue_visitor_credential(VisitorRef::new(SITE, "v1"), &token)
             .await
             .unwrap(),
-        None
+        CredentialIssue::Repeated
     );
+    assert_eq!(
+        restarted
+            .issue_visitor_credential(VisitorRef::new(SITE, "v2"), &token)
+            .await
+            .unwrap(),
+        CredentialIssue::Conflict
+    );
+}
+
+#[tokio::test]
+async fn malformed_visitor_credentials_are_refused() {
+    let f = fixture().await;
+    let good = secret(3);
+    let mut wrong_alphabet = good.clone();
+    wrong_alphabet.replace_range(0..1, "+");
+    // 43 characters whose last one carries bits beyond the 32 bytes: not canonical.
+    let mut non_canonical = good[..42].to_string();
+    non_canonical.push('B');
+    let cases = [
+        (String::new(), "got 0"),
+        (good[..42].to_string(), "got 42"),
+        (format!("{good}A"), "got 44"),
+        (format!("{}=", &good[..42]), "base64url"),
+        (wrong_alphabet, "base64url"),
+        (non_canonical, "canonical"),
+        ("é".repeat(22), "got 22"),
+    ];
+    for (credential, says) in cases {
+        let error = f
+            .service
+            .issue_visitor_credential(VisitorRef::new(SITE, "v1"), &credential)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&error, ConversationError::Invalid(message) if message.contains(says)),
+            "{credential:?}: {error}"
+        );
+    }
+    assert_eq!(
+        f.service
+            .store()
+            .visitor_credential(SITE, "v1")
+            .await
+            .unwrap(),
+        None,
+        "nothing stored for a refused credential"
+    );
+    assert_eq!(
+        f.service
+            .issue_visitor_credential(VisitorRef::new(SITE, "v1"), &good)
+            .await
+            .unwrap(),
+        CredentialIssue::Created
+    );
+}
+
+#[tokio::test]
+async fn blocked_visitors_get_no_credential() {
+    let f = fixture().await;
+    let address: IpAddr = "203.0.113.7".parse().unwrap();
+    f.service
+        .block(SITE, "v-bad", Some(address), &ann(), Some("spam"))
+        .await
+        .unwrap();
+    let by_id = f
+        .service
+        .issue_visitor_credential(VisitorRef::new(SITE, "v-bad"), &secret(4))
+        .await;
+    assert!(
+        matches!(by_id, Err(ConversationError::Blocked)),
+        "{by_id:?}"
+    );
+    let same_address = VisitorRef {
+        site: SITE,
+        visitor_id: "v-new",
+        ip: Some(address),
+    };
+    let by_address = f
+        .service
+        .issue_visitor_credential(same_address, &secret(5))
+        .await;
+    assert!(
+        matches!(by_address, Err(ConversationError::Blocked)),
+        "{by_address:?}"
+    );
+    for visitor_id in ["v-bad", "v-new"] {
+        assert_eq!(
+            f.service
+                .store()
+                .visitor_credential(SITE, visitor_id)
+                .await
+                .unwrap(),
+            None,
+            "{visitor_id}: nothing stored"
+        );
+    }
+    // The block is per site: the same visitor elsewhere, or from another address, is fine.
+    assert_eq!(
+        f.service
+            .issue_visitor_credential(VisitorRef::new(OTHER_SITE, "v-bad"), &secret(4))
+            .await
+            .unwrap(),
+        CredentialIssue::Created
+    );
+    assert_eq!(
+        f.service
+            .issue_visitor_credential(VisitorRef::new(SITE, "v-new"), &secret(5))
+            .await
+            .unwrap(),
+        CredentialIssue::Created
+    );
+}
+
+#[tokio::test]
+async fn racing_requests_for_one_visitor_store_one_credential() {
+    let f = fixture().await;
+    // Eight requests at once, two secrets: one secret wins; its requests are Created or
+    // Repeated, the other secret's are all Conflict.
+    let (a, b) = (secret(6), secret(7));
+    let run = |token: &String| {
+        let (service, token) = (&f.service, token.clone());
+        async move {
+            let outcome = service
+                .issue_visitor_credential(VisitorRef::new(SITE, "v-race"), &token)
+                .await
+                .unwrap();
+            (token, outcome)
+        }
+    };
+    // Each request reads "none stored" before the first write commits, so most of them lose
+    // the store's insert-if-absent and decide by comparing with the winner's hash.
+    let (o1, o2, o3, o4, o5, o6, o7, o8) = tokio::join!(
+        run(&a),
+        run(&b),
+        run(&a),
+        run(&b),
+        run(&a),
+        run(&b),
+        run(&a),
+        run(&b)
+    );
+    let outcomes = [o1, o2, o3, o4, o5, o6, o7, o8];
+    let stored = f
+        .service
+        .store()
+        .visitor_credential(SITE, "v-race")
+        .await
+        .unwrap()
+        .unwrap();
+    let winner = if stored == hash_token(&a) { &a } else { &b };
+    assert_eq!(stored, hash_token(winner));
+    let created = outcomes
+        .iter()
+        .filter(|(_, outcome)| *outcome == CredentialIssue::Created)
+        .count();
+    assert_eq!(created, 1, "{outcomes:?}");
+    for (token, outcome) in &outcomes {
+        if token == winner {
+            assert_ne!(*outcome, CredentialIssue::Conflict, "{outcomes:?}");
+        } else {
+            assert_eq!(*outcome, CredentialIssue::Conflict, "{outcomes:?}");
+        }
+    }
 }
 
 #[tokio::test]
