@@ -861,17 +861,19 @@ impl Triggers {
         let mut widget_shows: Option<bool> = None;
         rules.with_candidates(view, use_index, |ranks| {
             for &rank in ranks {
-                let trigger = &rules.ranked[rank as usize];
+                // The trigger itself is read only when it holds now: the candidate's program and
+                // limit sit in the rule set's own arrays.
                 let truth = if use_index {
                     rules.eval_candidate(rank, view, &env)
                 } else {
-                    trigger.root.eval(view, &env)
+                    rules.ranked[rank as usize].root.eval(view, &env)
                 };
+                let limit = rules.limit(rank);
                 match truth {
                     Truth::Never => {}
                     Truth::At(at) => {
                         let allowed = history.is_none_or(|history| {
-                            limit_allows(&trigger.trigger, history, visit.number, wall_ms)
+                            limit_allows_by(limit, history, visit.number, wall_ms)
                         });
                         if allowed {
                             verdict.wake_at =
@@ -890,8 +892,8 @@ impl Triggers {
                             verdict.need_history = true;
                             return;
                         };
-                        if limit_allows(&trigger.trigger, history, visit.number, wall_ms) {
-                            verdict.fire = Some(Arc::clone(trigger));
+                        if limit_allows_by(limit, history, visit.number, wall_ms) {
+                            verdict.fire = Some(Arc::clone(&rules.ranked[rank as usize]));
                             return;
                         }
                     }
@@ -1645,13 +1647,20 @@ fn not_found_trigger(id: u64) -> TriggerError {
 /// Whether the trigger's limit lets it fire for a visitor with these records on visit
 /// `visit` at `wall_ms`.
 fn limit_allows(trigger: &Trigger, history: &[FireRecord], visit: u32, wall_ms: i64) -> bool {
-    let Some(last) = history
-        .iter()
-        .find(|record| record.trigger_id == trigger.id)
-    else {
+    limit_allows_by((trigger.id, trigger.limit), history, visit, wall_ms)
+}
+
+/// [`limit_allows`] for a trigger's id and limit.
+fn limit_allows_by(
+    (id, limit): (u64, Limit),
+    history: &[FireRecord],
+    visit: u32,
+    wall_ms: i64,
+) -> bool {
+    let Some(last) = history.iter().find(|record| record.trigger_id == id) else {
         return true;
     };
-    match trigger.limit {
+    match limit {
         Limit::OncePerVisitor => false,
         Limit::OncePerVisit => last.visit != visit,
         Limit::Cooldown { cooldown_secs } => {

@@ -38,7 +38,7 @@ use tracker::VisitorView;
 use super::FastHash;
 use super::conditions::{self, Env, Flat, Leaf, Node, TextField, Truth, UrlLiteral, text_value};
 use super::error::TriggerError;
-use super::model::{MAX_MESSAGE_CHARS, Trigger};
+use super::model::{Limit, MAX_MESSAGE_CHARS, Trigger};
 use super::placeholders::Template;
 
 /// A trigger ready to evaluate.
@@ -126,6 +126,8 @@ pub(crate) struct SiteRules {
     /// rank's starts: evaluating the candidates reads this one block, not a trigger each.
     program: Vec<Flat>,
     starts: Vec<u32>,
+    /// Per rank, the trigger's id and limit.
+    limits: Vec<(u64, Limit)>,
     index: RuleIndex,
 }
 
@@ -186,14 +188,24 @@ impl SiteRules {
                 None => program.extend_from_slice(trigger.root.entries()),
             }
         }
+        let limits = ranked
+            .iter()
+            .map(|trigger| (trigger.id(), trigger.trigger.limit))
+            .collect();
         SiteRules {
             ranked,
             by_id,
             goals,
             program,
             starts,
+            limits,
             index,
         }
+    }
+
+    /// The id and limit of the trigger at `rank`.
+    pub(crate) fn limit(&self, rank: u32) -> (u64, Limit) {
+        self.limits[rank as usize]
     }
 
     /// Evaluates the trigger at `rank` for a candidate [`SiteRules::with_candidates`] gave:

@@ -15,22 +15,45 @@
 //! The queue itself is synchronous; the service runs one task that sleeps until the earliest
 //! deadline and is woken through a [`tokio::sync::Notify`] when an earlier one is inserted.
 
-use std::cmp::Reverse;
+use std::cmp::Ordering;
 use std::collections::{BinaryHeap, HashMap};
 use std::hash::BuildHasher;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering as AtomicOrdering};
 
 use parking_lot::Mutex;
 
 use super::FastHash;
 
-/// Which visitor a wake-up is for. (Ordered only because heap items contain it; sequence
-/// numbers are unique, so the heap never compares two keys.)
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+/// Which visitor a wake-up is for: one allocation per visitor with a wake-up, shared by its
+/// map entry and its heap items.
+#[derive(Debug)]
 pub(crate) struct TimerKey {
     pub site: Arc<str>,
     pub visitor_id: Box<str>,
+    /// The sequence number of the visitor's live entry (0: none). A heap item is live when
+    /// its sequence number equals this, so dropping stale items needs no map lookup. Only
+    /// written under the queue's lock.
+    live: AtomicU64,
 }
+
+impl TimerKey {
+    fn is_live(&self, seq: u64) -> bool {
+        self.live.load(AtomicOrdering::Relaxed) == seq
+    }
+
+    fn set_live(&self, seq: u64) {
+        self.live.store(seq, AtomicOrdering::Relaxed);
+    }
+}
+
+impl PartialEq for TimerKey {
+    fn eq(&self, other: &TimerKey) -> bool {
+        self.site == other.site && self.visitor_id == other.visitor_id
+    }
+}
+
+impl Eq for TimerKey {}
 
 /// A wake-up that came due.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -41,17 +64,49 @@ pub(crate) struct Due {
     pub due_ms: i64,
 }
 
-#[derive(Debug, Clone, Copy)]
+/// A visitor's live entry.
+#[derive(Debug)]
 struct Slot {
+    key: Arc<TimerKey>,
     seq: u64,
     due_ms: i64,
     visit_tag: u32,
     pages: u32,
 }
 
-/// A live entry's map key: the same allocation the entry's heap items point to, looked up by
-/// the visitor id. Rescheduling a visitor (every page view may) allocates nothing.
-#[derive(Debug, Clone)]
+/// A heap item: earliest due first (sequence numbers are unique, so two items never tie).
+#[derive(Debug)]
+struct Item {
+    due_ms: i64,
+    seq: u64,
+    visit_tag: u32,
+    pages: u32,
+    key: Arc<TimerKey>,
+}
+
+impl PartialEq for Item {
+    fn eq(&self, other: &Item) -> bool {
+        self.seq == other.seq
+    }
+}
+
+impl Eq for Item {}
+
+impl PartialOrd for Item {
+    fn partial_cmp(&self, other: &Item) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Item {
+    // Reversed: `BinaryHeap` is a max-heap.
+    fn cmp(&self, other: &Item) -> Ordering {
+        (other.due_ms, other.seq).cmp(&(self.due_ms, self.seq))
+    }
+}
+
+/// A live entry's map key: the visitor's [`TimerKey`], looked up by the visitor id.
+#[derive(Debug)]
 struct Keyed(Arc<TimerKey>);
 
 impl std::borrow::Borrow<str> for Keyed {
@@ -80,10 +135,12 @@ impl std::hash::Hash for Keyed {
 /// for tens of milliseconds).
 const SHARDS: usize = 64;
 
+type Shard = HashMap<Keyed, Slot, FastHash>;
+
 /// One site's live entries, split by the visitor id's hash.
 #[derive(Debug)]
 struct SiteSlots {
-    shards: Box<[HashMap<Keyed, Slot, FastHash>]>,
+    shards: Box<[Shard]>,
 }
 
 impl SiteSlots {
@@ -99,11 +156,7 @@ impl SiteSlots {
         (self.shards[0].hasher().hash_one(visitor_id) >> 58) as usize % SHARDS
     }
 
-    fn get(&self, visitor_id: &str) -> Option<&Slot> {
-        self.shards[self.index(visitor_id)].get(visitor_id)
-    }
-
-    fn shard_mut(&mut self, visitor_id: &str) -> &mut HashMap<Keyed, Slot, FastHash> {
+    fn shard_mut(&mut self, visitor_id: &str) -> &mut Shard {
         let index = self.index(visitor_id);
         &mut self.shards[index]
     }
@@ -111,7 +164,7 @@ impl SiteSlots {
 
 #[derive(Debug, Default)]
 struct Queue {
-    heap: BinaryHeap<Reverse<(i64, u64, Arc<TimerKey>)>>,
+    heap: BinaryHeap<Item>,
     /// site → visitor → the visitor's live entry: looked up by `&str`, never allocating.
     live: HashMap<Arc<str>, SiteSlots, FastHash>,
     /// Live entries per site.
@@ -123,26 +176,15 @@ struct Queue {
 }
 
 impl Queue {
-    fn slot(&self, site: &str, visitor_id: &str) -> Option<&Slot> {
-        self.live.get(site)?.get(visitor_id)
-    }
-
     /// Drops every heap item that is not some visitor's live entry.
     fn compact(&mut self) {
-        let items = std::mem::take(&mut self.heap).into_vec();
-        let live: Vec<_> = items
-            .into_iter()
-            .filter(|Reverse((_, seq, key))| {
-                self.slot(&key.site, &key.visitor_id)
-                    .is_some_and(|slot| slot.seq == *seq)
-            })
-            .collect();
-        self.heap = BinaryHeap::from(live);
+        self.heap.retain(|item| item.key.is_live(item.seq));
     }
 
     fn remove(&mut self, site: &str, visitor_id: &str) -> Option<Slot> {
         let visitors = self.live.get_mut(site)?;
         let slot = visitors.shard_mut(visitor_id).remove(visitor_id)?;
+        slot.key.set_live(0);
         self.len -= 1;
         if let Some(count) = self.site_len.get_mut(site) {
             *count -= 1;
@@ -165,7 +207,8 @@ pub(crate) struct Timers {
 
 impl Timers {
     /// Schedules (or moves) the visitor's wake-up. A visitor already due no later, for the
-    /// same visit and page, keeps its entry.
+    /// same visit and page, keeps its entry. One lookup of the visitor; a visitor already
+    /// pending allocates nothing.
     pub(crate) fn schedule(
         &self,
         site: &Arc<str>,
@@ -176,26 +219,8 @@ impl Timers {
     ) {
         let earliest = {
             let mut queue = self.queue.lock();
-            if let Some(slot) = queue.slot(site, visitor_id)
-                && slot.visit_tag == visit_tag
-                && slot.pages == pages
-                && slot.due_ms <= due_ms
-            {
-                return;
-            }
-            queue.next_seq += 1;
-            let seq = queue.next_seq;
-            let earliest = queue
-                .heap
-                .peek()
-                .is_none_or(|Reverse((first, _, _))| due_ms < *first);
-            let slot = Slot {
-                seq,
-                due_ms,
-                visit_tag,
-                pages,
-            };
             let queue = &mut *queue;
+            let seq = queue.next_seq + 1;
             let visitors = match queue.live.get_mut(&**site) {
                 Some(visitors) => visitors,
                 None => queue
@@ -204,38 +229,55 @@ impl Timers {
                     .or_insert_with(|| SiteSlots::new(&queue.hasher)),
             };
             let visitors = visitors.shard_mut(visitor_id);
-            let existing = visitors
-                .get_key_value(visitor_id)
-                .map(|(key, _)| Arc::clone(&key.0));
-            let (key, added) = match existing {
-                Some(key) => {
-                    // A second probe of the bucket the first just read.
-                    if let Some(existing) = visitors.get_mut(visitor_id) {
-                        *existing = slot;
+            let key = match visitors.get_mut(visitor_id) {
+                Some(slot) => {
+                    if slot.visit_tag == visit_tag && slot.pages == pages && slot.due_ms <= due_ms {
+                        return;
                     }
-                    (key, false)
+                    slot.seq = seq;
+                    slot.due_ms = due_ms;
+                    slot.visit_tag = visit_tag;
+                    slot.pages = pages;
+                    Arc::clone(&slot.key)
                 }
                 None => {
                     let key = Arc::new(TimerKey {
                         site: Arc::clone(site),
                         visitor_id: visitor_id.into(),
+                        live: AtomicU64::new(0),
                     });
-                    visitors.insert(Keyed(Arc::clone(&key)), slot);
-                    (key, true)
+                    visitors.insert(
+                        Keyed(Arc::clone(&key)),
+                        Slot {
+                            key: Arc::clone(&key),
+                            seq,
+                            due_ms,
+                            visit_tag,
+                            pages,
+                        },
+                    );
+                    queue.len += 1;
+                    match queue.site_len.get_mut(&**site) {
+                        Some(count) => *count += 1,
+                        None => {
+                            queue.site_len.insert(Arc::clone(site), 1);
+                        }
+                    }
+                    key
                 }
             };
-            if added {
-                queue.len += 1;
-                match queue.site_len.get_mut(&**site) {
-                    Some(count) => *count += 1,
-                    None => {
-                        queue.site_len.insert(Arc::clone(site), 1);
-                    }
-                }
-            }
-            queue.heap.push(Reverse((due_ms, seq, key)));
+            key.set_live(seq);
+            queue.next_seq = seq;
+            let earliest = queue.heap.peek().is_none_or(|first| due_ms < first.due_ms);
+            queue.heap.push(Item {
+                due_ms,
+                seq,
+                visit_tag,
+                pages,
+                key,
+            });
             // Navigation leaves stale items behind until they come due; when they outnumber
-            // the live ones, rebuild the heap from the live entries so it stays O(pending).
+            // the live ones, drop them so the heap stays O(pending).
             if queue.heap.len() > 2 * queue.len + 1024 {
                 queue.compact();
             }
@@ -266,29 +308,21 @@ impl Timers {
         let mut due = Vec::new();
         let mut queue = self.queue.lock();
         while due.len() < max {
-            let Some(Reverse((due_ms, seq, _))) = queue.heap.peek() else {
-                break;
-            };
-            if *due_ms > now_ms {
+            if queue.heap.peek().is_none_or(|first| first.due_ms > now_ms) {
                 break;
             }
-            let (due_ms, seq) = (*due_ms, *seq);
-            let Some(Reverse((_, _, key))) = queue.heap.pop() else {
+            let Some(item) = queue.heap.pop() else {
                 break;
             };
-            match queue.slot(&key.site, &key.visitor_id) {
-                Some(slot) if slot.seq == seq => {
-                    let slot = *slot;
-                    queue.remove(&key.site, &key.visitor_id);
-                    due.push(Due {
-                        key,
-                        visit_tag: slot.visit_tag,
-                        pages: slot.pages,
-                        due_ms,
-                    });
-                }
-                // Replaced or cancelled since.
-                _ => {}
+            // Not replaced or cancelled since.
+            if item.key.is_live(item.seq) {
+                queue.remove(&item.key.site, &item.key.visitor_id);
+                due.push(Due {
+                    key: item.key,
+                    visit_tag: item.visit_tag,
+                    pages: item.pages,
+                    due_ms: item.due_ms,
+                });
             }
         }
         due
@@ -297,11 +331,7 @@ impl Timers {
     /// When the earliest pending wake-up is due (possibly a stale one, which only causes an
     /// early, empty look).
     pub(crate) fn next_due(&self) -> Option<i64> {
-        self.queue
-            .lock()
-            .heap
-            .peek()
-            .map(|Reverse((due_ms, _, _))| *due_ms)
+        self.queue.lock().heap.peek().map(|first| first.due_ms)
     }
 
     /// Wake-ups pending (one per visitor).
