@@ -32,7 +32,7 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use aho_corasick::{AhoCorasick, MatchKind};
+use aho_corasick::{AhoCorasick, AhoCorasickKind, MatchKind};
 use tracker::VisitorView;
 
 use super::FastHash;
@@ -91,6 +91,11 @@ impl CompiledTrigger {
         self.trigger.id
     }
 }
+
+/// Up to this many bytes of URL literals, the URL index is a DFA: some 16 bytes of tables per
+/// byte of pattern for URL-like literals (146 KiB for 250 product paths), about a third faster
+/// to scan a URL with than the contiguous NFA the builder picks for them.
+const DFA_PATTERN_BYTES: usize = 32 * 1024;
 
 /// Fields with an equality index.
 const EQUALITY_FIELDS: [TextField; 9] = [
@@ -303,9 +308,15 @@ impl RuleIndex {
         let urls = if patterns.is_empty() {
             None
         } else {
+            // A DFA scans fastest (one table lookup per byte of the URL); the builder's own
+            // choice for a few hundred patterns is a slower NFA. Past a size where the tables
+            // would take many megabytes, the builder chooses.
+            let bytes: usize = patterns.iter().map(|pattern| pattern.len()).sum();
+            let kind = (bytes <= DFA_PATTERN_BYTES).then_some(AhoCorasickKind::DFA);
             match AhoCorasick::builder()
                 .ascii_case_insensitive(true)
                 .match_kind(MatchKind::Standard)
+                .kind(kind)
                 .build(&patterns)
             {
                 Ok(automaton) => Some(automaton),
@@ -358,10 +369,15 @@ impl RuleIndex {
             let Some(value) = text_value(view, *field, None) else {
                 continue;
             };
-            lower.clear();
-            lower.push_str(value);
-            lower.make_ascii_lowercase();
-            if let Some(found) = values.get(lower.as_str()) {
+            let value = if value.bytes().any(|byte| byte.is_ascii_uppercase()) {
+                lower.clear();
+                lower.push_str(value);
+                lower.make_ascii_lowercase();
+                lower.as_str()
+            } else {
+                value
+            };
+            if let Some(found) = values.get(value) {
                 ranks.extend_from_slice(found);
             }
         }
