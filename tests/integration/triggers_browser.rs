@@ -695,10 +695,25 @@ async fn the_console_lists_previews_test_fires_and_deletes_a_trigger() {
         )
         .await
         .expect("the list shows the trigger with its 7-day stats");
+    // The switch ignores clicks while its PATCH is under way: each click waits for the
+    // console to have the answer, not only for the server to have stored it.
+    let switch_settled = |on: bool| {
+        format!(
+            "(() => {{ const s = document.querySelector('{row} .tl-enabled'); return s !== null && s.checked === {on} && !s.hasAttribute('aria-busy'); }})()"
+        )
+    };
     agent.click(&format!("{row} .tl-enabled")).await.unwrap();
     wait_for_trigger(&app, &owner, id, "switched on", |t| t["enabled"] == true).await;
+    agent
+        .wait_for(&switch_settled(true), PATIENT)
+        .await
+        .expect("the console has the switch's answer");
     agent.click(&format!("{row} .tl-enabled")).await.unwrap();
     wait_for_trigger(&app, &owner, id, "switched off", |t| t["enabled"] == false).await;
+    agent
+        .wait_for(&switch_settled(false), PATIENT)
+        .await
+        .expect("the console has the switch's answer");
     agent
         .type_into(&format!("{row} .tl-priority"), "7")
         .await
@@ -774,6 +789,7 @@ async fn the_console_lists_previews_test_fires_and_deletes_a_trigger() {
         .eval_unit(&format!("location.hash = '#/triggers/{SITE}'"))
         .await
         .unwrap();
+    // (The list may render again when its reload arrives; the delete works from either.)
     agent
         .wait_for(
             &format!("document.querySelector('{row} .tl-delete') !== null"),

@@ -254,7 +254,8 @@ class PlTriggers extends HTMLElement {
     if (!ok) return;
     try {
       await triggersApi.remove(this.siteKey, t.id);
-      this.triggers = this.triggers.filter((x) => x !== t);
+      // By id: the list may have been reloaded while the dialog was open.
+      this.triggers = this.triggers.filter((x) => x.id !== t.id);
       this.render();
       this.setStatus(`Deleted ${name}.`, 'ok');
     } catch (err) {
