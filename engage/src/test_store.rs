@@ -21,17 +21,20 @@ use crate::redb_store::RedbStore;
 use crate::store::Store;
 use crate::triggers::{FireRecord, StatsDelta, StatsRow, Trigger};
 
-/// A [`RedbStore`] wrapper with two knobs:
+/// A [`RedbStore`] wrapper with these knobs:
 ///
 /// - `save_profiles` first waits for a permit of [`GatedStore::gate`] (which starts with none:
 ///   a test adds permits to let writes through), then fails with `StoreError::Io("disk full")`
 ///   while [`GatedStore::fail`] is set.
 /// - `save_trigger_activity` lets [`GatedStore::fail_trigger_activity_after`] more calls through
-///   and fails every later one with `StoreError::Io("disk full")`, writing nothing.
+///   and fails every later one with `StoreError::Io("disk full")`, writing nothing. While
+///   [`GatedStore::gate_trigger_activity`] is set, each call first waits for a permit of
+///   [`GatedStore::gate`] too, so a test can act while a write is in flight.
 #[derive(Debug)]
 pub(crate) struct GatedStore {
     pub(crate) inner: Arc<RedbStore>,
-    /// Permits for `save_profiles`, one per call.
+    /// Permits for `save_profiles` (and, while `gate_trigger_activity` is set, for
+    /// `save_trigger_activity`), one per call.
     pub(crate) gate: Semaphore,
     /// While true, `save_profiles` fails (after taking its permit).
     pub(crate) fail: AtomicBool,
@@ -39,16 +42,19 @@ pub(crate) struct GatedStore {
     /// passed takes one off, and at 0 every call fails. `usize::MAX` (the default) means never
     /// fail, and is not counted down. Setting it again resets the countdown.
     pub(crate) fail_trigger_activity_after: AtomicUsize,
+    /// While true, `save_trigger_activity` waits for a permit of `gate` before anything else.
+    pub(crate) gate_trigger_activity: AtomicBool,
 }
 
 impl GatedStore {
-    /// No permits for `save_profiles`, and no failures.
+    /// No permits for `save_profiles`, an ungated `save_trigger_activity`, and no failures.
     pub(crate) fn new(inner: Arc<RedbStore>) -> Self {
         Self {
             inner,
             gate: Semaphore::new(0),
             fail: AtomicBool::new(false),
             fail_trigger_activity_after: AtomicUsize::new(usize::MAX),
+            gate_trigger_activity: AtomicBool::new(false),
         }
     }
 }
@@ -357,6 +363,14 @@ impl Store for GatedStore {
         fires: &[FireRecord],
         deltas: &[StatsDelta],
     ) -> Result<(), StoreError> {
+        if self.gate_trigger_activity.load(Ordering::SeqCst) {
+            let permit = self
+                .gate
+                .acquire()
+                .await
+                .map_err(|e| StoreError::Db(e.to_string()))?;
+            permit.forget();
+        }
         let let_through = self.fail_trigger_activity_after.fetch_update(
             Ordering::SeqCst,
             Ordering::SeqCst,
