@@ -29,6 +29,8 @@ mod profiles;
 mod redb_store;
 pub mod saved_replies;
 mod store;
+#[cfg(test)]
+pub(crate) mod test_store;
 pub mod triggers;
 pub mod webhooks;
 pub mod widget;

@@ -328,7 +328,263 @@ impl Recorder {
 
 #[cfg(test)]
 mod tests {
+    use std::collections::HashSet;
+    use std::sync::atomic::Ordering;
+    use std::time::Duration;
+
     use super::*;
+    use crate::redb_store::RedbStore;
+    use crate::test_store::GatedStore;
+
+    const SITE: &str = "demo";
+    /// The first day fires are on; they spread over this day and the next.
+    const DAY0: u32 = 20_000;
+    /// Fire records queued: the first two chunks full, and a third partial one.
+    const RECORDS: usize = 2 * FLUSH_CHUNK + 500;
+
+    type Counters = HashMap<(u64, u32, Option<String>), Funnel>;
+
+    /// Fire record `i`: a visitor of its own, and one of 2 triggers × 2 days × 3 variants
+    /// (control included), so every combination of counters is used.
+    fn fire(i: usize) -> FireRecord {
+        let variant = match i % 3 {
+            0 => Some("a".to_string()),
+            1 => Some("b".to_string()),
+            _ => None,
+        };
+        let day = i64::from(DAY0) + (i / 2 % 2) as i64;
+        FireRecord {
+            site: SITE.into(),
+            visitor_id: format!("v{i}"),
+            trigger_id: 1 + (i % 2) as u64,
+            fired_ms: day * DAY_MS + i as i64,
+            variant,
+            visit: 1,
+            count: 1,
+            conversation_id: None,
+            delivered: false,
+            seen: false,
+            replied: false,
+            goal: false,
+        }
+    }
+
+    /// Counts `step` in the recorder and in `expected`.
+    fn count(recorder: &Recorder, expected: &mut Counters, record: &FireRecord, step: Step) {
+        recorder.count(record, step);
+        let key = (
+            record.trigger_id,
+            utc_day(record.fired_ms),
+            record.variant.clone(),
+        );
+        let funnel = expected.entry(key).or_default();
+        match step {
+            Step::Fired => funnel.fired += 1,
+            Step::Delivered => funnel.delivered += 1,
+            Step::Seen => funnel.seen += 1,
+            Step::Replied => funnel.replied += 1,
+            Step::Goal => funnel.goal += 1,
+        }
+    }
+
+    fn of_trigger(counters: &Counters, trigger_id: u64) -> Counters {
+        counters
+            .iter()
+            .filter(|((id, _, _), _)| *id == trigger_id)
+            .map(|(key, funnel)| (key.clone(), *funnel))
+            .collect()
+    }
+
+    fn rows_as_counters(trigger_id: u64, rows: Vec<StatsRow>) -> Counters {
+        let mut counters = Counters::new();
+        for row in rows {
+            let previous = counters.insert((trigger_id, row.day, row.variant), row.counts);
+            assert_eq!(previous, None, "one row per (day, variant)");
+        }
+        counters
+    }
+
+    async fn stored_counters(store: &RedbStore, trigger_id: u64) -> Counters {
+        let rows = store
+            .trigger_stats(SITE, trigger_id, DAY0 - 10, DAY0 + 10)
+            .await
+            .unwrap();
+        rows_as_counters(trigger_id, rows)
+    }
+
+    /// Where each record is: written (and no longer pending), or pending (and not written).
+    /// Returns the ids of the records written.
+    async fn written_or_pending(
+        store: &RedbStore,
+        recorder: &Recorder,
+        records: &[FireRecord],
+    ) -> HashSet<String> {
+        let mut written = HashSet::new();
+        for record in records {
+            let stored = store.trigger_fires(SITE, &record.visitor_id).await.unwrap();
+            let pending = recorder.pending_fires(SITE, &record.visitor_id);
+            match (stored.as_slice(), pending.as_slice()) {
+                ([stored], []) => {
+                    assert_eq!(stored, record);
+                    written.insert(record.visitor_id.clone());
+                }
+                ([], [pending]) => assert_eq!(pending, record),
+                _ => panic!(
+                    "{} should be either written or pending: written {stored:?}, pending \
+                     {pending:?}",
+                    record.visitor_id
+                ),
+            }
+        }
+        written
+    }
+
+    /// Waits until the store holds `n` visitors' fire records, failing after 10 s.
+    async fn wait_for_written(store: &RedbStore, n: usize) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let written = store.trigger_fired_visitors(SITE).await.unwrap().len();
+            if written == n {
+                return;
+            }
+            assert!(
+                written < n && tokio::time::Instant::now() < deadline,
+                "waiting for {n} written fire records, found {written}"
+            );
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+    }
+
+    #[tokio::test]
+    async fn a_failed_chunk_requeues_the_rest_and_the_retry_writes_everything_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let inner = Arc::new(RedbStore::open_blocking(dir.path()).unwrap());
+        let gated = Arc::new(GatedStore::new(Arc::clone(&inner)));
+        let store: Arc<dyn Store> = gated.clone();
+        let recorder = Arc::new(Recorder::default());
+        let mut expected = Counters::new();
+        let mut records: Vec<FireRecord> = (0..RECORDS).map(fire).collect();
+        for (i, record) in records.iter().enumerate() {
+            recorder.record(record);
+            count(&recorder, &mut expected, record, Step::Fired);
+            if i % 4 == 0 {
+                count(&recorder, &mut expected, record, Step::Delivered);
+            }
+            if i % 8 == 0 {
+                count(&recorder, &mut expected, record, Step::Seen);
+            }
+            if i % 16 == 0 {
+                count(&recorder, &mut expected, record, Step::Replied);
+            }
+            if i % 32 == 0 {
+                count(&recorder, &mut expected, record, Step::Goal);
+            }
+        }
+        assert_eq!(expected.len(), 12);
+
+        // The first chunk is written, the second fails: the first stays written, everything
+        // else (the counters, which go with the last chunk, included) is pending again.
+        gated.fail_trigger_activity_after.store(1, Ordering::SeqCst);
+        let error = recorder.flush(&store).await.unwrap_err();
+        assert_eq!(error.to_string(), "storage I/O error: disk full");
+        let written = written_or_pending(&inner, &recorder, &records).await;
+        assert_eq!(written.len(), FLUSH_CHUNK);
+        for trigger_id in [1, 2] {
+            assert_eq!(stored_counters(&inner, trigger_id).await, Counters::new());
+            assert_eq!(
+                rows_as_counters(trigger_id, recorder.pending_rows(SITE, trigger_id)),
+                of_trigger(&expected, trigger_id)
+            );
+        }
+
+        // A newer version of a requeued record replaces it in the queue.
+        let first = records
+            .iter()
+            .position(|record| !written.contains(&record.visitor_id))
+            .unwrap();
+        records[first].delivered = true;
+        records[first].conversation_id = Some(7);
+        recorder.record(&records[first]);
+        count(&recorder, &mut expected, &records[first], Step::Delivered);
+        assert_eq!(
+            recorder.pending_fires(SITE, &records[first].visitor_id),
+            [records[first].clone()]
+        );
+
+        // Fail again, but this time queue a newer version of a record while the flush that
+        // took it is in flight: the first chunk of what is left is written, the store holds
+        // the second until a permit is added, and then fails it. The record queued meanwhile
+        // must win over the older one the failed flush puts back.
+        gated.gate_trigger_activity.store(true, Ordering::SeqCst);
+        gated.fail_trigger_activity_after.store(1, Ordering::SeqCst);
+        gated.gate.add_permits(1);
+        let flushing = tokio::spawn({
+            let recorder = Arc::clone(&recorder);
+            let store = Arc::clone(&store);
+            async move { recorder.flush(&store).await }
+        });
+        wait_for_written(&inner, 2 * FLUSH_CHUNK).await;
+        let stored: HashSet<String> = inner
+            .trigger_fired_visitors(SITE)
+            .await
+            .unwrap()
+            .into_iter()
+            .collect();
+        // Neither written nor pending: taken by the flush and not put back yet.
+        let in_flight: Vec<usize> = (0..RECORDS)
+            .filter(|&i| {
+                let visitor_id = &records[i].visitor_id;
+                !stored.contains(visitor_id) && recorder.pending_fires(SITE, visitor_id).is_empty()
+            })
+            .collect();
+        assert_eq!(in_flight.len(), RECORDS - 2 * FLUSH_CHUNK);
+        let second = in_flight[in_flight.len() / 2];
+        records[second].seen = true;
+        records[second].delivered = true;
+        records[second].count = 2;
+        recorder.record(&records[second]);
+        count(&recorder, &mut expected, &records[second], Step::Seen);
+        gated.gate.add_permits(1);
+        let error = flushing.await.unwrap().unwrap_err();
+        assert_eq!(error.to_string(), "storage I/O error: disk full");
+        let written = written_or_pending(&inner, &recorder, &records).await;
+        assert_eq!(written.len(), 2 * FLUSH_CHUNK);
+        assert!(!written.contains(&records[second].visitor_id));
+        for trigger_id in [1, 2] {
+            assert_eq!(stored_counters(&inner, trigger_id).await, Counters::new());
+            assert_eq!(
+                rows_as_counters(trigger_id, recorder.pending_rows(SITE, trigger_id)),
+                of_trigger(&expected, trigger_id)
+            );
+        }
+
+        // The store recovers: one flush writes everything, each record in its newest version
+        // and each counter once.
+        gated.gate_trigger_activity.store(false, Ordering::SeqCst);
+        gated
+            .fail_trigger_activity_after
+            .store(usize::MAX, Ordering::SeqCst);
+        recorder.flush(&store).await.unwrap();
+        assert_eq!(
+            written_or_pending(&inner, &recorder, &records).await.len(),
+            RECORDS
+        );
+        for trigger_id in [1, 2] {
+            assert_eq!(recorder.pending_rows(SITE, trigger_id), []);
+            assert_eq!(
+                stored_counters(&inner, trigger_id).await,
+                of_trigger(&expected, trigger_id)
+            );
+        }
+        // Nothing is left to write twice.
+        recorder.flush(&store).await.unwrap();
+        for trigger_id in [1, 2] {
+            assert_eq!(
+                stored_counters(&inner, trigger_id).await,
+                of_trigger(&expected, trigger_id)
+            );
+        }
+    }
 
     #[test]
     fn days_and_rates() {

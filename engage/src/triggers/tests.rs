@@ -2230,6 +2230,90 @@ fn page_patterns_follow_the_widget() {
     }
 }
 
+/// The fired set: visitors' hashes spread over every shard by their top bits, every hash
+/// inserted is found and no other is (hashes in the same shard, or one bit apart, included),
+/// and inserts from several threads at once are all kept.
+#[test]
+fn the_fired_set_uses_every_shard_and_answers_exactly() {
+    use std::collections::HashSet;
+    use std::hash::BuildHasher;
+
+    let hasher = FastHash::default();
+    let hash = |id: &str| hasher.hash_one(id);
+    let shard_of = |hash: u64| (hash >> 58) as usize;
+
+    let set = FiredSet::new();
+    let inserted: HashSet<u64> = (0..20_000).map(|i| hash(&format!("visitor-{i}"))).collect();
+    assert_eq!(inserted.len(), 20_000, "distinct ids, distinct hashes");
+    for &hash in &inserted {
+        set.insert(hash);
+    }
+    // Inserting again adds nothing.
+    for &hash in &inserted {
+        set.insert(hash);
+    }
+    let sizes: Vec<usize> = set.shards.iter().map(|shard| shard.read().len()).collect();
+    assert_eq!(sizes.len(), SHARDS);
+    assert!(
+        sizes.iter().all(|&size| size > 0),
+        "an unused shard: {sizes:?}"
+    );
+    assert_eq!(sizes.iter().sum::<usize>(), inserted.len());
+    for &hash in &inserted {
+        assert!(set.contains(hash));
+        assert!(set.shards[shard_of(hash)].read().contains(&hash));
+    }
+
+    // Ids never inserted: their hashes land in the same shards as inserted ones.
+    let mut strangers = 0;
+    for i in 0..20_000 {
+        let hash = hash(&format!("stranger-{i}"));
+        if !inserted.contains(&hash) {
+            assert!(!set.contains(hash));
+            strangers += 1;
+        }
+    }
+    assert!(strangers > 19_000);
+    // Hashes sharing an inserted hash's shard bits and differing below them: in its lowest bit
+    // (the neighbouring table slot), in a middle bit, or in every bit the table uses.
+    for &hash in &inserted {
+        for other in [hash ^ 1, hash ^ (1 << 31), hash ^ ((1 << 58) - 1)] {
+            assert_eq!(shard_of(other), shard_of(hash));
+            assert_eq!(set.contains(other), inserted.contains(&other), "{other:#x}");
+        }
+    }
+
+    // Four threads at once, each with visitors of its own and 1 000 shared with the others.
+    let set = FiredSet::new();
+    let batches: Vec<Vec<u64>> = (0..4)
+        .map(|thread| {
+            (0..5_000)
+                .map(|i| hash(&format!("t{thread}-{i}")))
+                .chain((0..1_000).map(|i| hash(&format!("shared-{i}"))))
+                .collect()
+        })
+        .collect();
+    let start = std::sync::Barrier::new(batches.len());
+    std::thread::scope(|scope| {
+        for batch in &batches {
+            let (set, start) = (&set, &start);
+            scope.spawn(move || {
+                start.wait();
+                for &hash in batch {
+                    set.insert(hash);
+                }
+            });
+        }
+    });
+    let all: HashSet<u64> = batches.iter().flatten().copied().collect();
+    assert_eq!(all.len(), 4 * 5_000 + 1_000);
+    for &hash in &all {
+        assert!(set.contains(hash));
+    }
+    let total: usize = set.shards.iter().map(|shard| shard.read().len()).sum();
+    assert_eq!(total, all.len());
+}
+
 /// The API's futures must be `Send`: the dashboards run them on a multi-threaded runtime.
 /// (A regression test: `matches_now` once held its non-`Send` evaluation environment across an
 /// await.)

@@ -389,6 +389,140 @@ mod tests {
         );
     }
 
+    /// Live entries per site as the shards hold them, checked against the queue's counts.
+    fn live_per_site(timers: &Timers) -> HashMap<String, usize> {
+        let queue = timers.queue.lock();
+        let mut live = HashMap::new();
+        for (site, slots) in &queue.live {
+            let sizes: Vec<usize> = slots.shards.iter().map(HashMap::len).collect();
+            let total: usize = sizes.iter().sum();
+            // Thousands of visitors leave no shard unused.
+            assert!(sizes.iter().all(|&size| size > 0), "{site}: {sizes:?}");
+            assert_eq!(queue.site_len.get(site), Some(&total), "{site}");
+            live.insert(site.to_string(), total);
+        }
+        assert_eq!(queue.site_len.len(), queue.live.len());
+        assert_eq!(live.values().sum::<usize>(), queue.len);
+        live
+    }
+
+    #[test]
+    fn thousands_of_visitors_on_two_sites() {
+        const VISITORS: usize = 3_000;
+        let timers = Timers::default();
+        let sites: [Arc<str>; 2] = ["a".into(), "b".into()];
+        let id = |i: usize| format!("v{i}");
+        // Every wake-up is due at a time of its own: first at a multiple of 10, moved ones at
+        // an offset of 4, 5 or 7 from one.
+        let first_due = |site: usize, i: usize| 1_000_000 + (i * 2 + site) as i64 * 10;
+        // (site, visitor) → (visit tag, pages, due) of the entry that should be live.
+        let mut expected: HashMap<(usize, usize), (u32, u32, i64)> = HashMap::new();
+
+        // The same visitor ids on both sites: distinct entries.
+        for i in 0..VISITORS {
+            for (s, site) in sites.iter().enumerate() {
+                timers.schedule(site, &id(i), 1, 1, first_due(s, i));
+                expected.insert((s, i), (1, 1, first_due(s, i)));
+            }
+        }
+        assert_eq!(timers.len(), 2 * VISITORS);
+        assert_eq!(timers.next_due(), Some(first_due(0, 0)));
+        assert_eq!(
+            live_per_site(&timers),
+            HashMap::from([("a".into(), VISITORS), ("b".into(), VISITORS)])
+        );
+
+        for i in 0..VISITORS {
+            for (s, site) in sites.iter().enumerate() {
+                let due = first_due(s, i);
+                match i % 5 {
+                    // Later, same visit and page: the earlier wake-up stays.
+                    1 => timers.schedule(site, &id(i), 1, 1, due + 7),
+                    // Earlier, same page: moved.
+                    2 => {
+                        timers.schedule(site, &id(i), 1, 1, due - 3);
+                        expected.insert((s, i), (1, 1, due - 3));
+                    }
+                    // A new page: replaced, though later.
+                    3 => {
+                        timers.schedule(site, &id(i), 1, 2, due + 5);
+                        expected.insert((s, i), (1, 2, due + 5));
+                    }
+                    // A new visit: replaced, though later.
+                    4 => {
+                        timers.schedule(site, &id(i), 2, 1, due + 4);
+                        expected.insert((s, i), (2, 1, due + 4));
+                    }
+                    _ => {}
+                }
+            }
+        }
+        assert_eq!(timers.len(), 2 * VISITORS);
+
+        // Cancel a third; cancelling what is not there changes nothing.
+        for i in (0..VISITORS).step_by(3) {
+            for (s, site) in sites.iter().enumerate() {
+                timers.cancel(site, &id(i));
+                expected.remove(&(s, i));
+            }
+        }
+        timers.cancel("a", "nobody");
+        timers.cancel("c", &id(1));
+        let left = VISITORS - VISITORS.div_ceil(3);
+        assert_eq!(expected.len(), 2 * left);
+        assert_eq!(timers.len(), 2 * left);
+        assert_eq!(
+            live_per_site(&timers),
+            HashMap::from([("a".into(), left), ("b".into(), left)])
+        );
+
+        // (due, site, visitor, visit tag, pages) in due order.
+        let mut order: Vec<(i64, String, String, u32, u32)> = expected
+            .iter()
+            .map(|(&(s, i), &(tag, pages, due))| (due, sites[s].to_string(), id(i), tag, pages))
+            .collect();
+        order.sort();
+        let pop = |now: i64, max: usize| -> Vec<(i64, String, String, u32, u32)> {
+            timers
+                .pop_due(now, max)
+                .into_iter()
+                .map(|due| {
+                    (
+                        due.due_ms,
+                        due.key.site.to_string(),
+                        due.key.visitor_id.to_string(),
+                        due.visit_tag,
+                        due.pages,
+                    )
+                })
+                .collect()
+        };
+
+        // Nothing before the first live wake-up (stale items before it are skipped).
+        assert_eq!(pop(order[0].0 - 1, usize::MAX), []);
+        assert_eq!(timers.len(), order.len());
+        // Up to a cut-off at a time, then a bounded pop, until everything is out.
+        let mut popped = 0;
+        for cut in [1, 100, 1_000, 2_500] {
+            let now = order[cut - 1].0;
+            assert_eq!(pop(now, usize::MAX), order[popped..cut], "up to {now}");
+            popped = cut;
+            assert_eq!(timers.len(), order.len() - popped);
+        }
+        assert_eq!(pop(i64::MAX, 300), order[popped..popped + 300]);
+        popped += 300;
+        assert_eq!(timers.len(), order.len() - popped);
+        assert_eq!(pop(i64::MAX, usize::MAX), order[popped..]);
+
+        assert_eq!(timers.len(), 0);
+        assert_eq!(timers.next_due(), None);
+        assert_eq!(pop(i64::MAX, usize::MAX), []);
+        let queue = timers.queue.lock();
+        assert!(queue.live.is_empty());
+        assert!(queue.site_len.is_empty());
+        assert!(queue.heap.is_empty());
+    }
+
     #[test]
     fn pops_are_bounded_and_ordered() {
         let timers = Timers::default();
