@@ -358,8 +358,9 @@ pub(crate) enum StrMatch {
     Contains(Box<str>),
     StartsWith(Box<str>),
     EndsWith(Box<str>),
-    Wildcard(Wildcard),
-    Regex(Regex),
+    // The rare, large ones boxed: every compiled condition is as big as the largest.
+    Wildcard(Box<Wildcard>),
+    Regex(Box<Regex>),
     In(Box<[Box<str>]>),
 }
 
@@ -600,7 +601,8 @@ pub(crate) enum Leaf {
     Event {
         name: Box<str>,
         seen: bool,
-        property: Option<(Box<str>, PropTest)>,
+        /// Boxed: rare, and as large as any other condition.
+        property: Option<Box<(Box<str>, PropTest)>>,
     },
     TimeOfDay(TimeTest),
     /// Bit `n` is set for day `n` (Monday = 0).
@@ -817,7 +819,7 @@ impl Leaf {
             } => {
                 let found = view.events().iter().any(|event| {
                     text::equals(&event.name, name)
-                        && property.as_ref().is_none_or(|(key, test)| {
+                        && property.as_deref().is_none_or(|(key, test)| {
                             test.check(
                                 event
                                     .props
@@ -1024,7 +1026,9 @@ fn compile_condition(condition: &Condition, path: &str) -> Result<Leaf, TriggerE
                 seen: op == "seen",
                 property: match &condition.property {
                     None => None,
-                    Some(property) => Some(event_property(property, &at(path, "property"))?),
+                    Some(property) => {
+                        Some(Box::new(event_property(property, &at(path, "property"))?))
+                    }
                 },
             }
         }
@@ -1179,9 +1183,9 @@ fn str_test(
                         .to_string();
                     TriggerError::invalid(path, format_args!("invalid regex: {summary}"))
                 })?;
-            StrMatch::Regex(regex)
+            StrMatch::Regex(Box::new(regex))
         }
-        "wildcard" => StrMatch::Wildcard(Wildcard::new(string_value(value, path, what)?)),
+        "wildcard" => StrMatch::Wildcard(Box::new(Wildcard::new(string_value(value, path, what)?))),
         "equals" => StrMatch::Equals(ascii_lower(string_value(value, path, what)?)),
         "contains" => StrMatch::Contains(ascii_lower(string_value(value, path, what)?)),
         "starts_with" => StrMatch::StartsWith(ascii_lower(string_value(value, path, what)?)),

@@ -127,13 +127,21 @@ pub(crate) struct SiteRules {
     pub by_id: HashMap<u64, Arc<CompiledTrigger>>,
     /// Lowercase goal event name → ids of triggers (enabled or not) with that goal.
     pub goals: HashMap<Box<str>, Vec<u64>>,
-    /// The enabled triggers' conditions, flattened back to back in rank order, and where each
-    /// rank's starts: evaluating the candidates reads this one block, not a trigger each.
+    /// The enabled triggers' conditions, flattened back to back in rank order: evaluating the
+    /// candidates reads this one block, not a trigger each.
     program: Vec<Flat>,
-    starts: Vec<u32>,
-    /// Per rank, the trigger's id and limit.
-    limits: Vec<(u64, Limit)>,
+    /// Per rank, where its program starts and the trigger's id and limit: one read per
+    /// candidate before its program.
+    heads: Vec<Head>,
     index: RuleIndex,
+}
+
+/// What evaluating a candidate needs of its trigger besides the program.
+#[derive(Debug, Clone, Copy)]
+struct Head {
+    start: u32,
+    id: u64,
+    limit: Limit,
 }
 
 /// Per indexed field, lowercase value → ranks of the triggers requiring it.
@@ -185,39 +193,39 @@ impl SiteRules {
         let index = RuleIndex::build(&ranked);
         // A candidate found through the index passes its key: its program leaves it out.
         let mut program = Vec::new();
-        let mut starts = Vec::with_capacity(ranked.len());
+        let mut heads = Vec::with_capacity(ranked.len());
         for (trigger, established) in ranked.iter().zip(&index.established) {
-            starts.push(program.len() as u32);
+            heads.push(Head {
+                start: program.len() as u32,
+                id: trigger.id(),
+                limit: trigger.trigger.limit,
+            });
             match established {
                 Some(at) => trigger.root.append_without(*at, &mut program),
                 None => program.extend_from_slice(trigger.root.entries()),
             }
         }
-        let limits = ranked
-            .iter()
-            .map(|trigger| (trigger.id(), trigger.trigger.limit))
-            .collect();
         SiteRules {
             ranked,
             by_id,
             goals,
             program,
-            starts,
-            limits,
+            heads,
             index,
         }
     }
 
     /// The id and limit of the trigger at `rank`.
     pub(crate) fn limit(&self, rank: u32) -> (u64, Limit) {
-        self.limits[rank as usize]
+        let head = self.heads[rank as usize];
+        (head.id, head.limit)
     }
 
     /// Evaluates the trigger at `rank` for a candidate [`SiteRules::with_candidates`] gave:
     /// what its index key has not established already.
     pub(crate) fn eval_candidate(&self, rank: u32, view: &VisitorView<'_>, env: &Env<'_>) -> Truth {
         conditions::eval(
-            &self.program[self.starts[rank as usize] as usize..],
+            &self.program[self.heads[rank as usize].start as usize..],
             view,
             env,
         )
