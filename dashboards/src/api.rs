@@ -410,6 +410,9 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
         .metrics
         .trigger_wakeups_pending
         .set(i64::try_from(state.triggers.pending_timers()).unwrap_or(i64::MAX));
+    state
+        .metrics
+        .sync_trigger_counts(state.triggers.event_counts());
     (
         [(
             header::CONTENT_TYPE,

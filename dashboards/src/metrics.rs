@@ -72,6 +72,8 @@ pub struct Metrics {
     pub triggers_delivered: IntCounter,
     /// Time-based trigger wake-ups waiting (at most one per visitor).
     pub trigger_wakeups_pending: IntGauge,
+    /// Serialises [`Metrics::sync_trigger_counts`], so two scrapes never add the same events.
+    trigger_sync: std::sync::Arc<parking_lot::Mutex<()>>,
 }
 
 impl Metrics {
@@ -186,6 +188,7 @@ impl Metrics {
             triggers_fired,
             triggers_delivered,
             trigger_wakeups_pending,
+            trigger_sync: std::sync::Arc::default(),
         }
     }
 
@@ -204,6 +207,18 @@ impl Metrics {
     }
 
     /// Renders the text exposition, refreshing the gauges that are read from live state.
+    /// Brings the trigger event counters up to the engine's totals (it counts in place; the
+    /// counters follow at every scrape).
+    pub fn sync_trigger_counts(&self, (fired, delivered): (u64, u64)) {
+        let _one_at_a_time = self.trigger_sync.lock();
+        for (counter, total) in [
+            (&self.triggers_fired, fired),
+            (&self.triggers_delivered, delivered),
+        ] {
+            counter.inc_by(total.saturating_sub(counter.get()));
+        }
+    }
+
     pub fn render(&self, presence: &Presence) -> String {
         let mut totals = [0u64; Segment::ALL.len()];
         for site in presence.sites() {

@@ -223,7 +223,6 @@ impl Server {
         tasks.push(tokio::spawn(crate::availability::run_availability(
             state.clone(),
         )));
-        tasks.push(tokio::spawn(run_trigger_metrics(state.clone())));
         if state.settings.demo && state.settings.simulate > 0 {
             tasks.push(tokio::spawn(demo::run_simulator(state.clone())));
         }
@@ -308,26 +307,6 @@ async fn run_sweeper(state: AppState) {
         };
         tokio::select! {
             _ = tokio::time::sleep(wait.max(floor)) => {}
-            _ = shutdown.changed() => return,
-        }
-    }
-}
-
-/// Counts what the trigger engine reports (fires, deliveries) into the metrics, off the
-/// beacon path: the engine publishes on a broadcast channel and never waits for this task.
-async fn run_trigger_metrics(state: AppState) {
-    let mut events = state.triggers.subscribe();
-    let mut shutdown = state.shutdown.subscribe();
-    loop {
-        tokio::select! {
-            event = events.recv() => match event {
-                Ok(engage::TriggerEvent::Fired { .. }) => state.metrics.triggers_fired.inc(),
-                Ok(engage::TriggerEvent::Delivered { .. }) => state.metrics.triggers_delivered.inc(),
-                Err(tokio::sync::broadcast::error::RecvError::Lagged(missed)) => {
-                    tracing::warn!(missed, "trigger metrics missed engine events");
-                }
-                Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
-            },
             _ = shutdown.changed() => return,
         }
     }

@@ -604,7 +604,7 @@ async fn who_matches_right_now_is_exactly_who_the_engine_fires_for() {
         }
     }
     assert_eq!(fired, expected);
-    // /metrics counts them (a task follows the engine's events) and shows the pending
+    // /metrics counts them (the engine's own counters, read at the scrape) and shows the pending
     // wake-ups (none: no condition here depends on time).
     let want = format!(
         "porchlight_trigger_events_total{{event=\"fired\"}} {}",
@@ -636,8 +636,9 @@ async fn who_matches_right_now_is_exactly_who_the_engine_fires_for() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 
-    // Once per visitor: nobody matches any more, and the preview of the saved trigger knows;
-    // the same conditions as a new trigger would still reach them.
+    // Once per visitor: nobody matches any more, and the preview of the saved trigger knows.
+    // A new trigger with the same conditions reaches nobody either while their messages wait
+    // for the delay: one proactive message at a time.
     let (_, matches) = call(&app, Method::GET, &matches_path, Some(&owner), None).await;
     assert_eq!(matches["count"], 0, "{matches}");
     let (_, preview) = call(
@@ -658,7 +659,7 @@ async fn who_matches_right_now_is_exactly_who_the_engine_fires_for() {
         Some(draft),
     )
     .await;
-    assert_eq!(ids(&preview), expected);
+    assert_eq!(preview["count"], 0, "{preview}");
     // The fires are counted (written behind; the stats read what is pending too).
     let (status, stats) = call(
         &app,

@@ -34,7 +34,9 @@
 //! gets nothing. Otherwise a task waits `delay_secs`, checks the visitor again (still live,
 //! same visit, not blocked, no open conversation), renders the placeholders and sends the
 //! message with [`Conversations::start_by_trigger_with`]; on success the visitor is flagged
-//! AutoMessaged.
+//! AutoMessaged. One proactive message at a time: while a fire's message waits for its delay,
+//! the visitor gets no other fire (once it is sent the visitor is on chat, which has the same
+//! effect; if it is given up, the next evaluation may fire again).
 //!
 //! # Edits
 //!
@@ -56,6 +58,7 @@ mod tests;
 use std::collections::{HashMap, HashSet};
 use std::hash::BuildHasher;
 use std::net::IpAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
@@ -184,7 +187,10 @@ struct SiteState {
     fires: DashMap<Box<str>, Vec<FireRecord>, FastHash>,
     /// Hashes of the ids of visitors who have (or may have) a fire record: a visitor not in it
     /// has none, and needs no store read. Loaded at start, grown by every fire.
-    fired: FiredSet,
+    fired: VisitorSet,
+    /// Hashes of the ids of visitors with a fire whose message waits for its delay: one
+    /// proactive message at a time, so they get no other fire until it is sent or given up.
+    awaiting: VisitorSet,
     visitor_hasher: FastHash,
 }
 
@@ -194,7 +200,7 @@ const SHARDS: usize = 64;
 
 /// A set of visitor-id hashes, split in [`SHARDS`] independently locked and resized tables.
 #[derive(Debug)]
-struct FiredSet {
+struct VisitorSet {
     shards: Box<[RwLock<HashSet<u64, BuildNoHash>>]>,
 }
 
@@ -218,9 +224,9 @@ impl std::hash::Hasher for NoHash {
     }
 }
 
-impl FiredSet {
-    fn new() -> FiredSet {
-        FiredSet {
+impl VisitorSet {
+    fn new() -> VisitorSet {
+        VisitorSet {
             shards: (0..SHARDS).map(|_| RwLock::default()).collect(),
         }
     }
@@ -240,6 +246,15 @@ impl FiredSet {
     fn contains(&self, hash: u64) -> bool {
         self.shard(hash).read().contains(&hash)
     }
+
+    fn remove(&self, hash: u64) {
+        self.shard(hash).write().remove(&hash);
+    }
+
+    #[cfg(test)]
+    fn is_empty(&self) -> bool {
+        self.shards.iter().all(|shard| shard.read().is_empty())
+    }
 }
 
 impl SiteState {
@@ -249,9 +264,16 @@ impl SiteState {
             rules: RwLock::new(Arc::new(rules)),
             widget: RwLock::new(None),
             fires: DashMap::with_hasher_and_shard_amount(FastHash::default(), SHARDS),
-            fired: FiredSet::new(),
+            fired: VisitorSet::new(),
+            awaiting: VisitorSet::new(),
             visitor_hasher: FastHash::default(),
         }
+    }
+
+    /// Whether a fire's message for the visitor waits for its delay.
+    fn is_awaiting(&self, visitor_id: &str) -> bool {
+        self.awaiting
+            .contains(self.visitor_hasher.hash_one(visitor_id))
     }
 
     /// Marks the visitor as having fire records.
@@ -296,6 +318,12 @@ struct Verdict {
     visit: VisitInfo,
 }
 
+#[derive(Debug, Default)]
+struct EventCounts {
+    fired: AtomicU64,
+    delivered: AtomicU64,
+}
+
 /// The trigger engine and its API. See the module docs.
 #[derive(Debug)]
 pub struct Triggers {
@@ -309,6 +337,7 @@ pub struct Triggers {
     timers: Timers,
     recorder: Recorder,
     events: broadcast::Sender<TriggerEvent>,
+    counts: EventCounts,
     /// Serialises edits, so rule sets are swapped in the order the edits were stored.
     edits: tokio::sync::Mutex<()>,
     shutdown: watch::Sender<bool>,
@@ -355,6 +384,7 @@ impl Triggers {
             timers: Timers::default(),
             recorder: Recorder::default(),
             events,
+            counts: EventCounts::default(),
             edits: tokio::sync::Mutex::new(()),
             shutdown: watch::channel(false).0,
             tasks: Mutex::new(Vec::new()),
@@ -718,6 +748,15 @@ impl Triggers {
         }
     }
 
+    /// Fires (control group included) and messages delivered since the start, for the
+    /// metrics: counted in place, so nothing is lost however fast they come.
+    pub fn event_counts(&self) -> (u64, u64) {
+        (
+            self.counts.fired.load(Ordering::Relaxed),
+            self.counts.delivered.load(Ordering::Relaxed),
+        )
+    }
+
     /// Wake-ups pending (at most one per visitor).
     pub fn pending_timers(&self) -> usize {
         self.timers.len()
@@ -845,7 +884,7 @@ impl Triggers {
             need_history: false,
             visit,
         };
-        if !self.visitor_may_receive(&state.key, view) {
+        if !self.visitor_may_receive(state, view) {
             return verdict;
         }
         let wall_ms = self.clock.now_ms();
@@ -903,15 +942,17 @@ impl Triggers {
         verdict
     }
 
-    /// Never blocked, never on chat, never a visitor who closed the page.
-    fn visitor_may_receive(&self, site: &str, view: &VisitorView<'_>) -> bool {
+    /// Never blocked, never on chat, never a visitor who closed the page, never one whose
+    /// last fire's message is still waiting for its delay.
+    fn visitor_may_receive(&self, state: &SiteState, view: &VisitorView<'_>) -> bool {
         let segments = view.segments();
         !segments.contains(Segment::Blocked)
             && !segments.contains(Segment::OnChat)
             && view.left_ms().is_none()
+            && !state.is_awaiting(view.id())
             && !self
                 .conversations
-                .is_blocked(site, view.id(), Some(view.ip()))
+                .is_blocked(&state.key, view.id(), Some(view.ip()))
     }
 
     /// Records a fire and, outside the control group, starts its delivery.
@@ -959,6 +1000,7 @@ impl Triggers {
         };
         self.recorder.record(&record);
         self.recorder.count(&record, Step::Fired);
+        self.counts.fired.fetch_add(1, Ordering::Relaxed);
         // Nobody listening: no event to build (two string copies per fire).
         if self.events.receiver_count() > 0 {
             let _ = self.events.send(TriggerEvent::Fired {
@@ -974,6 +1016,8 @@ impl Triggers {
             return;
         };
         let site = Arc::clone(&state.key);
+        let awaiting = state.visitor_hasher.hash_one(visitor_id);
+        state.awaiting.insert(awaiting);
         let visitor_id = visitor_id.to_owned();
         tokio::spawn(async move {
             let delay = Duration::from_secs(u64::from(trigger.trigger.delay_secs));
@@ -982,7 +1026,8 @@ impl Triggers {
             }
             // Boxed: the delivery's state (store reads, the conversation write) is kilobytes,
             // allocated only when it starts, not copied into every waiting task at the fire.
-            Box::pin(me.deliver_fire(site, visitor_id, trigger, variant, visit.tag)).await;
+            Box::pin(me.deliver_fire(site, visitor_id, trigger, variant, visit.tag, awaiting))
+                .await;
         });
     }
 
@@ -993,10 +1038,15 @@ impl Triggers {
         trigger: Arc<CompiledTrigger>,
         variant: usize,
         visit_tag: u32,
+        awaiting: u64,
     ) {
         let sent = self
             .send(&site, &visitor_id, &trigger, variant, Some(visit_tag))
             .await;
+        // Sent (the visitor is now on chat) or given up: other triggers may fire again.
+        if let Some(state) = self.site_state(&site) {
+            state.awaiting.remove(awaiting);
+        }
         let conversation_id = match sent {
             Ok(conversation_id) => conversation_id,
             Err(error) => {
@@ -1017,6 +1067,7 @@ impl Triggers {
             .await;
         }
         self.presence.set_auto_messaged(&site, &visitor_id, true);
+        self.counts.delivered.fetch_add(1, Ordering::Relaxed);
         let _ = self.events.send(TriggerEvent::Delivered {
             site,
             trigger_id: trigger.id(),
@@ -1363,7 +1414,7 @@ impl Triggers {
             );
             let mut holding = Vec::new();
             self.presence.for_each_visitor(&state.key, |view| {
-                if self.visitor_may_receive(&state.key, view)
+                if self.visitor_may_receive(state, view)
                     && trigger.root.eval(view, &env) == Truth::Now
                     && launcher_shows(&widget, view, &env)
                 {

@@ -24,9 +24,9 @@
 //! an equality, then the longest URL literal.
 //!
 //! Triggers with no such condition are *unindexed* and always candidates. The candidates are
-//! then evaluated in full (including the condition that made them candidates), so the index
-//! only ever skips triggers that cannot hold; a property test checks that it answers like a
-//! scan of every trigger.
+//! then evaluated in full, except for the condition their key established (their programs
+//! leave it out), so the index only ever skips triggers that cannot hold; a property test
+//! checks that it answers like a scan of every trigger's whole tree.
 
 use std::cell::RefCell;
 use std::collections::HashMap;

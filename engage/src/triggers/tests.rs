@@ -302,6 +302,21 @@ impl Harness {
         out
     }
 
+    /// Waits until no fire's message is waiting to be sent: with one proactive message at a
+    /// time, the next fire for a visitor needs the last one's delivery done. (In the server the
+    /// visitor is then on chat and gets no more; here nothing sets that flag, so a test can
+    /// fire one trigger after another.)
+    async fn settle(&self) {
+        let state = self.triggers.site_state(SITE).unwrap();
+        for _ in 0..1_000 {
+            if state.awaiting.is_empty() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        panic!("a trigger message is still waiting after 5 s");
+    }
+
     /// Hands the conversation events published so far to the engine, as its observer task
     /// would.
     async fn pump_conversation_events(&mut self) {
@@ -1071,6 +1086,7 @@ async fn limits_once_per_visitor_per_visit_and_cooldown() {
     };
     for url in ["/a", "/b", "/c"] {
         h.page("v", &format!("https://shop.example{url}")).await;
+        h.settle().await;
     }
     assert_eq!(
         ids(h.fires()),
@@ -1080,12 +1096,14 @@ async fn limits_once_per_visitor_per_visit_and_cooldown() {
     h.advance(30_000);
     for url in ["/a", "/b", "/c"] {
         h.page("v", &format!("https://shop.example{url}")).await;
+        h.settle().await;
     }
     assert!(h.fires().is_empty());
     // 61 s after the first: the cooldown allows.
     h.advance(31_000);
     for url in ["/a", "/b", "/c"] {
         h.page("v", &format!("https://shop.example{url}")).await;
+        h.settle().await;
     }
     assert_eq!(ids(h.fires()), [cooldown.id]);
     // A new visit: once-per-visit fires again, once-per-visitor never.
@@ -1093,6 +1111,7 @@ async fn limits_once_per_visitor_per_visit_and_cooldown() {
     for url in ["/a", "/b", "/c"] {
         h.send(&visit("v", &format!("https://shop.example{url}")).visit_id("v-2"))
             .await;
+        h.settle().await;
     }
     assert_eq!(ids(h.fires()), [visit_once.id]);
 
@@ -1101,6 +1120,7 @@ async fn limits_once_per_visitor_per_visit_and_cooldown() {
     for url in ["/a", "/b", "/c"] {
         h.send(&visit("v", &format!("https://shop.example{url}")).visit_id("v-2"))
             .await;
+        h.settle().await;
     }
     assert!(
         h.fires().is_empty(),
@@ -1110,6 +1130,7 @@ async fn limits_once_per_visitor_per_visit_and_cooldown() {
     for url in ["/a", "/b", "/c"] {
         h.send(&visit("v", &format!("https://shop.example{url}")).visit_id("v-3"))
             .await;
+        h.settle().await;
     }
     assert_eq!(ids(h.fires()), [visit_once.id, cooldown.id]);
 }
@@ -1125,7 +1146,8 @@ async fn the_highest_priority_wins_and_one_fires_per_evaluation() {
     let tie_b = h.create(body("tie b", url_contains("/docs"))).await;
     h.page("v1", "https://shop.example/pricing").await;
     assert_eq!(h.fires(), [("v1".into(), high.id, Some("a".into()))]);
-    // The next evaluation: the winner is spent, the next one fires.
+    // The next evaluation (once the message is out): the winner is spent, the next one fires.
+    h.settle().await;
     h.page("v1", "https://shop.example/pricing").await;
     assert_eq!(h.fires(), [("v1".into(), low.id, Some("a".into()))]);
     h.page("v2", "https://shop.example/docs").await;
@@ -1541,6 +1563,56 @@ async fn a_delay_waits_and_the_visitor_is_checked_again() {
     assert_eq!(h.delivered(1).await[0].0, "stays");
     assert!(h.conversations_of("blocked").await.is_empty());
     assert!(h.conversations_of("gone").await.is_empty());
+}
+
+#[tokio::test]
+async fn one_proactive_message_at_a_time() {
+    let mut h = Harness::new().await;
+    let mut later = body("pricing, after a while", url_contains("/pricing"));
+    later["delay_secs"] = json!(5);
+    later["priority"] = json!(1);
+    let later = h.create(later).await;
+    let docs = h.create(body("docs", url_contains("/docs"))).await;
+    tokio::time::pause();
+    h.page("ann", "https://shop.example/pricing").await;
+    h.page("bob", "https://shop.example/pricing").await;
+    assert_eq!(
+        h.fires()
+            .into_iter()
+            .map(|fire| (fire.0, fire.1))
+            .collect::<Vec<_>>(),
+        [("ann".into(), later.id), ("bob".into(), later.id)]
+    );
+    // While the first message waits, no other trigger fires, nor is anyone listed for one.
+    h.page("ann", "https://shop.example/docs").await;
+    assert!(h.fires().is_empty(), "nothing while a message waits");
+    assert_eq!(
+        h.triggers.matches_now(SITE, docs.id).await.unwrap().count,
+        0
+    );
+    // Bob leaves: his message is given up when its delay is over, and a new visit may fire.
+    h.send(&visit("bob", "https://shop.example/pricing").kind(BeaconKind::Leave))
+        .await;
+    tokio::time::advance(Duration::from_secs(6)).await;
+    tokio::time::resume();
+    assert_eq!(h.delivered(1).await[0].0, "ann");
+    let state = h.triggers.site_state(SITE).unwrap();
+    for _ in 0..500 {
+        if !state.is_awaiting("bob") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(!state.is_awaiting("bob"), "bob's message is given up");
+    h.send(&visit("bob", "https://shop.example/docs").visit_id("bob-2"))
+        .await;
+    assert_eq!(
+        h.fires()
+            .into_iter()
+            .map(|fire| (fire.0, fire.1))
+            .collect::<Vec<_>>(),
+        [("bob".into(), docs.id)]
+    );
 }
 
 // Who matches.
@@ -2242,7 +2314,7 @@ fn the_fired_set_uses_every_shard_and_answers_exactly() {
     let hash = |id: &str| hasher.hash_one(id);
     let shard_of = |hash: u64| (hash >> 58) as usize;
 
-    let set = FiredSet::new();
+    let set = VisitorSet::new();
     let inserted: HashSet<u64> = (0..20_000).map(|i| hash(&format!("visitor-{i}"))).collect();
     assert_eq!(inserted.len(), 20_000, "distinct ids, distinct hashes");
     for &hash in &inserted {
@@ -2284,7 +2356,7 @@ fn the_fired_set_uses_every_shard_and_answers_exactly() {
     }
 
     // Four threads at once, each with visitors of its own and 1 000 shared with the others.
-    let set = FiredSet::new();
+    let set = VisitorSet::new();
     let batches: Vec<Vec<u64>> = (0..4)
         .map(|thread| {
             (0..5_000)
