@@ -64,16 +64,12 @@ pub(crate) struct Due {
     pub due_ms: i64,
 }
 
-/// A visitor's live entry: when it is due (for which visit and page), and when its heap item
-/// surfaces. Moving a wake-up later only updates the entry; the item, surfacing first, is then
-/// pushed again for the new time. So a visitor who navigates every few seconds, each page
-/// moving the wake-up a little later, costs a heap push per wake-up period, not per page.
+/// A visitor's live entry.
 #[derive(Debug)]
 struct Slot {
     key: Arc<TimerKey>,
+    seq: u64,
     due_ms: i64,
-    /// The due time of the visitor's live heap item: at most `due_ms`.
-    queued_ms: i64,
     visit_tag: u32,
     pages: u32,
 }
@@ -83,6 +79,8 @@ struct Slot {
 struct Item {
     due_ms: i64,
     seq: u64,
+    visit_tag: u32,
+    pages: u32,
     key: Arc<TimerKey>,
 }
 
@@ -178,29 +176,6 @@ struct Queue {
 }
 
 impl Queue {
-    /// Pushes the visitor's heap item for `due_ms`, which becomes its live one. True if it is
-    /// now the earliest.
-    fn push(&mut self, key: Arc<TimerKey>, due_ms: i64) -> bool {
-        self.next_seq += 1;
-        let seq = self.next_seq;
-        key.set_live(seq);
-        let earliest = self.heap.peek().is_none_or(|first| due_ms < first.due_ms);
-        self.heap.push(Item { due_ms, seq, key });
-        // Earlier wake-ups and cancels leave stale items behind until they come due; when they
-        // outnumber the live ones, drop them so the heap stays O(pending).
-        if self.heap.len() > 2 * self.len + 1024 {
-            self.compact();
-        }
-        earliest
-    }
-
-    fn slot_mut(&mut self, site: &str, visitor_id: &str) -> Option<&mut Slot> {
-        self.live
-            .get_mut(site)?
-            .shard_mut(visitor_id)
-            .get_mut(visitor_id)
-    }
-
     /// Drops every heap item that is not some visitor's live entry.
     fn compact(&mut self) {
         self.heap.retain(|item| item.key.is_live(item.seq));
@@ -233,8 +208,7 @@ pub(crate) struct Timers {
 impl Timers {
     /// Schedules (or moves) the visitor's wake-up. A visitor already due no later, for the
     /// same visit and page, keeps its entry. One lookup of the visitor; a visitor already
-    /// pending allocates nothing, and pushes a heap item only when it is due earlier than
-    /// before.
+    /// pending allocates nothing.
     pub(crate) fn schedule(
         &self,
         site: &Arc<str>,
@@ -246,6 +220,7 @@ impl Timers {
         let earliest = {
             let mut queue = self.queue.lock();
             let queue = &mut *queue;
+            let seq = queue.next_seq + 1;
             let visitors = match queue.live.get_mut(&**site) {
                 Some(visitors) => visitors,
                 None => queue
@@ -259,14 +234,10 @@ impl Timers {
                     if slot.visit_tag == visit_tag && slot.pages == pages && slot.due_ms <= due_ms {
                         return;
                     }
+                    slot.seq = seq;
                     slot.due_ms = due_ms;
                     slot.visit_tag = visit_tag;
                     slot.pages = pages;
-                    if slot.queued_ms <= due_ms {
-                        // Its item surfaces first and is pushed again for the new time.
-                        return;
-                    }
-                    slot.queued_ms = due_ms;
                     Arc::clone(&slot.key)
                 }
                 None => {
@@ -279,8 +250,8 @@ impl Timers {
                         Keyed(Arc::clone(&key)),
                         Slot {
                             key: Arc::clone(&key),
+                            seq,
                             due_ms,
-                            queued_ms: due_ms,
                             visit_tag,
                             pages,
                         },
@@ -295,7 +266,22 @@ impl Timers {
                     key
                 }
             };
-            queue.push(key, due_ms)
+            key.set_live(seq);
+            queue.next_seq = seq;
+            let earliest = queue.heap.peek().is_none_or(|first| due_ms < first.due_ms);
+            queue.heap.push(Item {
+                due_ms,
+                seq,
+                visit_tag,
+                pages,
+                key,
+            });
+            // Navigation leaves stale items behind until they come due; when they outnumber
+            // the live ones, drop them so the heap stays O(pending).
+            if queue.heap.len() > 2 * queue.len + 1024 {
+                queue.compact();
+            }
+            earliest
         };
         if earliest {
             self.wake.notify_one();
@@ -328,30 +314,17 @@ impl Timers {
             let Some(item) = queue.heap.pop() else {
                 break;
             };
-            if !item.key.is_live(item.seq) {
-                // Cancelled, or replaced by an earlier one.
-                continue;
-            }
-            let Some(slot) = queue.slot_mut(&item.key.site, &item.key.visitor_id) else {
-                continue;
-            };
-            if slot.due_ms > now_ms {
-                // Moved later since: again, for the new time.
-                let later = slot.due_ms;
-                slot.queued_ms = later;
-                queue.push(item.key, later);
-                continue;
-            }
-            if let Some(slot) = queue.remove(&item.key.site, &item.key.visitor_id) {
+            // Not replaced or cancelled since.
+            if item.key.is_live(item.seq) {
+                queue.remove(&item.key.site, &item.key.visitor_id);
                 due.push(Due {
                     key: item.key,
-                    visit_tag: slot.visit_tag,
-                    pages: slot.pages,
-                    due_ms: slot.due_ms,
+                    visit_tag: item.visit_tag,
+                    pages: item.pages,
+                    due_ms: item.due_ms,
                 });
             }
         }
-        due.sort_by_key(|due| due.due_ms);
         due
     }
 
