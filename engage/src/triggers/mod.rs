@@ -806,18 +806,20 @@ impl Triggers {
         let widget = self.widget_state(state).await;
         // The visitor's fire records, read in place (no copy per evaluation): the cache entry's
         // read guard is held only for the synchronous decision and dropped before any await or
-        // fire. A visitor never fired for has no records to load.
+        // fire. A visitor never fired for (most of them) has none, which the fired set tells
+        // without a look in the cache.
         let mut loaded: Option<Vec<FireRecord>> = None;
+        let never_fired = !state.may_have_fired(visitor_id);
         for _ in 0..2 {
             let verdict = {
                 let cached = match loaded {
-                    Some(_) => None,
-                    None => state.fires.get(visitor_id),
+                    None if !never_fired => state.fires.get(visitor_id),
+                    _ => None,
                 };
                 let history: Option<&[FireRecord]> = match (&cached, &loaded) {
                     (Some(records), _) => Some(records.as_slice()),
                     (None, Some(records)) => Some(records),
-                    (None, None) if !state.may_have_fired(visitor_id) => Some(&[]),
+                    (None, None) if never_fired => Some(&[]),
                     (None, None) => None,
                 };
                 self.presence.with_visitor(&state.key, visitor_id, |view| {

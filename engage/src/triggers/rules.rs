@@ -11,8 +11,10 @@
 //! trigger that has one:
 //!
 //! - URL literals (`equals`, `contains`, `starts_with` on `url`) in one Aho-Corasick automaton
-//!   (ASCII case-insensitive), scanned once over the current URL per evaluation; a hit is
-//!   checked for its position (at 0 for `starts_with`, the whole URL for `equals`);
+//!   (ASCII case-insensitive), scanned over the current URL; a hit is checked for its position
+//!   (at 0 for `starts_with`, the whole URL for `equals`). A site's visitors view the same pages
+//!   over and over, so what a URL gave is kept per thread ([`UrlCache`]): a page view of a known
+//!   URL costs a hash lookup, not a scan;
 //! - equality values (`equals`, `in`) of UTM fields, country, language, device and browser in a
 //!   hash map per field, looked up with the visitor's value;
 //! - `customer is true` / `is false` in two lists, one taken per visitor.
@@ -31,6 +33,7 @@
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use aho_corasick::{AhoCorasick, AhoCorasickKind, MatchKind};
 use tracker::VisitorView;
@@ -149,6 +152,9 @@ type EqualityIndex = Vec<(TextField, HashMap<Box<str>, Vec<u32>, FastHash>)>;
 
 #[derive(Debug, Default)]
 struct RuleIndex {
+    /// This index among every one built in the process, for [`UrlCache`]: answers of an
+    /// earlier version of the site's rules (or of another site) are never taken for its own.
+    serial: u64,
     urls: Option<AhoCorasick>,
     /// Per automaton pattern: the ranks using that literal, and how.
     url_rules: Vec<Vec<(u32, UrlLiteral)>>,
@@ -166,6 +172,48 @@ struct RuleIndex {
 thread_local! {
     /// Per-thread buffers for candidate collection, so an evaluation does not allocate.
     static SCRATCH: RefCell<(Vec<u32>, String)> = const { RefCell::new((Vec::new(), String::new())) };
+    /// Per-thread answers of the URL automata.
+    static URL_CACHE: RefCell<UrlCache> = RefCell::new(UrlCache::default());
+}
+
+/// Serial numbers of rule indexes (0: none yet).
+static NEXT_INDEX_SERIAL: AtomicU64 = AtomicU64::new(1);
+
+/// URLs one generation of [`UrlCache`] holds.
+const URL_CACHE_GENERATION: usize = 4096;
+
+/// The URL-keyed candidates of URLs seen lately on this thread: URL → (index serial, ranks).
+///
+/// Two generations approximate least-recently-used without bookkeeping per hit: new answers go
+/// into `young`; when it is full it becomes `old` (the previous `old` is dropped), and a hit in
+/// `old` moves back into `young`. A site's hot pages stay; one-off URLs (a click id in the query)
+/// pass through. Per thread, so no lock and no shared cache line on the hot path; bounded at
+/// two generations of URLs per thread whatever the traffic.
+#[derive(Default)]
+struct UrlCache {
+    young: HashMap<Box<str>, (u64, Box<[u32]>), FastHash>,
+    old: HashMap<Box<str>, (u64, Box<[u32]>), FastHash>,
+}
+
+impl UrlCache {
+    /// The cached ranks of `url` under index `serial`, if any.
+    fn get(&mut self, serial: u64, url: &str) -> Option<&[u32]> {
+        if !matches!(self.young.get(url), Some((known, _)) if *known == serial) {
+            let (key, (known, ranks)) = self.old.remove_entry(url)?;
+            if known != serial {
+                return None;
+            }
+            self.insert(key, serial, ranks);
+        }
+        self.young.get(url).map(|(_, ranks)| &**ranks)
+    }
+
+    fn insert(&mut self, url: Box<str>, serial: u64, ranks: Box<[u32]>) {
+        if self.young.len() >= URL_CACHE_GENERATION && !self.young.contains_key(&url) {
+            self.old = std::mem::take(&mut self.young);
+        }
+        self.young.insert(url, (serial, ranks));
+    }
 }
 
 impl SiteRules {
@@ -343,12 +391,29 @@ impl RuleIndex {
             }
         };
         RuleIndex {
+            serial: NEXT_INDEX_SERIAL.fetch_add(1, Ordering::Relaxed),
             urls,
             url_rules,
             equal,
             customer,
             unindexed,
             established,
+        }
+    }
+
+    /// Appends the ranks whose URL literal `url` passes.
+    fn scan_url(&self, urls: &AhoCorasick, url: &str, ranks: &mut Vec<u32>) {
+        for hit in urls.find_overlapping_iter(url) {
+            for &(rank, kind) in &self.url_rules[hit.pattern().as_usize()] {
+                let fits = match kind {
+                    UrlLiteral::Contains => true,
+                    UrlLiteral::StartsWith => hit.start() == 0,
+                    UrlLiteral::Equals => hit.start() == 0 && hit.end() == url.len(),
+                };
+                if fits {
+                    ranks.push(rank);
+                }
+            }
         }
     }
 
@@ -360,18 +425,19 @@ impl RuleIndex {
         ranks.extend_from_slice(&self.customer[usize::from(is_customer)]);
         if let Some(urls) = &self.urls {
             let url = view.current_url();
-            for hit in urls.find_overlapping_iter(url) {
-                for &(rank, kind) in &self.url_rules[hit.pattern().as_usize()] {
-                    let fits = match kind {
-                        UrlLiteral::Contains => true,
-                        UrlLiteral::StartsWith => hit.start() == 0,
-                        UrlLiteral::Equals => hit.start() == 0 && hit.end() == url.len(),
-                    };
-                    if fits {
-                        ranks.push(rank);
+            URL_CACHE.with(|cache| match cache.try_borrow_mut() {
+                Ok(mut cache) => {
+                    if let Some(found) = cache.get(self.serial, url) {
+                        ranks.extend_from_slice(found);
+                        return;
                     }
+                    let from = ranks.len();
+                    self.scan_url(urls, url, ranks);
+                    cache.insert(url.into(), self.serial, ranks[from..].into());
                 }
-            }
+                // Re-entered (not expected): scan without the cache.
+                Err(_) => self.scan_url(urls, url, ranks),
+            });
         }
         for (field, values) in &self.equal {
             let Some(value) = text_value(view, *field, None) else {
@@ -577,5 +643,30 @@ mod tests {
         assert_eq!(filed[13], "customer true");
         assert_eq!(filed[14], "unindexed");
         assert_eq!(filed[15], "url StartsWith https://shop.example/a/b/c");
+    }
+
+    #[test]
+    fn the_url_cache_answers_only_for_its_own_index_and_stays_bounded() {
+        let mut cache = UrlCache::default();
+        cache.insert("https://shop.example/a".into(), 1, Box::new([3, 7]));
+        assert_eq!(cache.get(1, "https://shop.example/a"), Some(&[3, 7][..]));
+        // Another index (an edited rule set, another site) never takes this answer.
+        assert_eq!(cache.get(2, "https://shop.example/a"), None);
+        cache.insert("https://shop.example/a".into(), 2, Box::new([]));
+        assert_eq!(cache.get(2, "https://shop.example/a"), Some(&[][..]));
+        assert_eq!(cache.get(1, "https://shop.example/a"), None);
+
+        // A URL in use survives any number of one-off URLs; the cache never holds more than
+        // two generations.
+        for n in 0..5 * URL_CACHE_GENERATION {
+            cache.insert(format!("https://shop.example/?click={n}").into(), 2, Box::new([1]));
+            if n % (URL_CACHE_GENERATION / 2) == 0 {
+                assert_eq!(cache.get(2, "https://shop.example/a"), Some(&[][..]), "{n}");
+            }
+            assert!(cache.young.len() + cache.old.len() <= 2 * URL_CACHE_GENERATION);
+        }
+        assert_eq!(cache.get(2, "https://shop.example/?click=0"), None);
+        let last = format!("https://shop.example/?click={}", 5 * URL_CACHE_GENERATION - 1);
+        assert_eq!(cache.get(2, &last), Some(&[1][..]));
     }
 }

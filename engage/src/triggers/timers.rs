@@ -21,6 +21,7 @@ use std::hash::BuildHasher;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering as AtomicOrdering};
 
+use hashbrown::HashTable;
 use parking_lot::Mutex;
 
 use super::FastHash;
@@ -31,6 +32,8 @@ use super::FastHash;
 pub(crate) struct TimerKey {
     pub site: Arc<str>,
     pub visitor_id: Box<str>,
+    /// The visitor id's hash in the queue's tables, computed once.
+    hash: u64,
     /// The sequence number of the visitor's live entry (0: none). A heap item is live when
     /// its sequence number equals this, so dropping stale items needs no map lookup. Only
     /// written under the queue's lock.
@@ -67,6 +70,8 @@ pub(crate) struct Due {
 /// A visitor's live entry.
 #[derive(Debug)]
 struct Slot {
+    /// `key.hash`, here so a lookup compares it without reading the key.
+    hash: u64,
     key: Arc<TimerKey>,
     seq: u64,
     due_ms: i64,
@@ -105,37 +110,14 @@ impl Ord for Item {
     }
 }
 
-/// A live entry's map key: the visitor's [`TimerKey`], looked up by the visitor id.
-#[derive(Debug)]
-struct Keyed(Arc<TimerKey>);
-
-impl std::borrow::Borrow<str> for Keyed {
-    fn borrow(&self) -> &str {
-        &self.0.visitor_id
-    }
-}
-
-impl PartialEq for Keyed {
-    fn eq(&self, other: &Keyed) -> bool {
-        self.0.visitor_id == other.0.visitor_id
-    }
-}
-
-impl Eq for Keyed {}
-
-impl std::hash::Hash for Keyed {
-    // Must hash as the `str` it borrows as.
-    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
-        (*self.0.visitor_id).hash(state);
-    }
-}
-
 /// Shards of a site's live entries: a site growing towards a million pending wake-ups
 /// rehashes 1/64 of them at a time, never the whole map in one go (which held the queue's lock
 /// for tens of milliseconds).
 const SHARDS: usize = 64;
 
-type Shard = HashMap<Keyed, Slot, FastHash>;
+/// Live entries by the visitor id's hash (kept in the slot: a lookup hashes the id once and
+/// reads the key only to confirm a hit).
+type Shard = HashTable<Slot>;
 
 /// One site's live entries, split by the visitor id's hash.
 #[derive(Debug)]
@@ -144,22 +126,21 @@ struct SiteSlots {
 }
 
 impl SiteSlots {
-    fn new(hasher: &FastHash) -> SiteSlots {
+    fn new() -> SiteSlots {
         SiteSlots {
-            shards: (0..SHARDS)
-                .map(|_| HashMap::with_hasher(hasher.clone()))
-                .collect(),
+            shards: (0..SHARDS).map(|_| HashTable::new()).collect(),
         }
     }
 
-    fn index(&self, visitor_id: &str) -> usize {
-        (self.shards[0].hasher().hash_one(visitor_id) >> 58) as usize % SHARDS
+    /// The shard of a visitor id's hash: its top bits (the table uses the low ones).
+    fn shard_mut(&mut self, hash: u64) -> &mut Shard {
+        &mut self.shards[(hash >> 58) as usize % SHARDS]
     }
+}
 
-    fn shard_mut(&mut self, visitor_id: &str) -> &mut Shard {
-        let index = self.index(visitor_id);
-        &mut self.shards[index]
-    }
+/// Whether `slot` is the live entry of the visitor with this id and hash.
+fn is_slot_of(hash: u64, visitor_id: &str) -> impl Fn(&Slot) -> bool {
+    move |slot| slot.hash == hash && *slot.key.visitor_id == *visitor_id
 }
 
 #[derive(Debug, Default)]
@@ -181,9 +162,13 @@ impl Queue {
         self.heap.retain(|item| item.key.is_live(item.seq));
     }
 
-    fn remove(&mut self, site: &str, visitor_id: &str) -> Option<Slot> {
+    fn remove(&mut self, site: &str, visitor_id: &str, hash: u64) -> Option<Slot> {
         let visitors = self.live.get_mut(site)?;
-        let slot = visitors.shard_mut(visitor_id).remove(visitor_id)?;
+        let (slot, _) = visitors
+            .shard_mut(hash)
+            .find_entry(hash, is_slot_of(hash, visitor_id))
+            .ok()?
+            .remove();
         slot.key.set_live(0);
         self.len -= 1;
         if let Some(count) = self.site_len.get_mut(site) {
@@ -221,15 +206,16 @@ impl Timers {
             let mut queue = self.queue.lock();
             let queue = &mut *queue;
             let seq = queue.next_seq + 1;
+            let hash = queue.hasher.hash_one(visitor_id);
             let visitors = match queue.live.get_mut(&**site) {
                 Some(visitors) => visitors,
                 None => queue
                     .live
                     .entry(Arc::clone(site))
-                    .or_insert_with(|| SiteSlots::new(&queue.hasher)),
+                    .or_insert_with(SiteSlots::new),
             };
-            let visitors = visitors.shard_mut(visitor_id);
-            let key = match visitors.get_mut(visitor_id) {
+            let visitors = visitors.shard_mut(hash);
+            let key = match visitors.find_mut(hash, is_slot_of(hash, visitor_id)) {
                 Some(slot) => {
                     if slot.visit_tag == visit_tag && slot.pages == pages && slot.due_ms <= due_ms {
                         return;
@@ -244,17 +230,20 @@ impl Timers {
                     let key = Arc::new(TimerKey {
                         site: Arc::clone(site),
                         visitor_id: visitor_id.into(),
+                        hash,
                         live: AtomicU64::new(0),
                     });
-                    visitors.insert(
-                        Keyed(Arc::clone(&key)),
+                    visitors.insert_unique(
+                        hash,
                         Slot {
+                            hash,
                             key: Arc::clone(&key),
                             seq,
                             due_ms,
                             visit_tag,
                             pages,
                         },
+                        |slot| slot.hash,
                     );
                     queue.len += 1;
                     match queue.site_len.get_mut(&**site) {
@@ -294,7 +283,8 @@ impl Timers {
         if queue.len == 0 {
             return;
         }
-        queue.remove(site, visitor_id);
+        let hash = queue.hasher.hash_one(visitor_id);
+        queue.remove(site, visitor_id, hash);
         if queue.len == 0 {
             // Nothing live: the stale heap items can go at once.
             queue.heap.clear();
@@ -316,7 +306,7 @@ impl Timers {
             };
             // Not replaced or cancelled since.
             if item.key.is_live(item.seq) {
-                queue.remove(&item.key.site, &item.key.visitor_id);
+                queue.remove(&item.key.site, &item.key.visitor_id, item.key.hash);
                 due.push(Due {
                     key: item.key,
                     visit_tag: item.visit_tag,
@@ -394,7 +384,7 @@ mod tests {
         let queue = timers.queue.lock();
         let mut live = HashMap::new();
         for (site, slots) in &queue.live {
-            let sizes: Vec<usize> = slots.shards.iter().map(HashMap::len).collect();
+            let sizes: Vec<usize> = slots.shards.iter().map(HashTable::len).collect();
             let total: usize = sizes.iter().sum();
             // Thousands of visitors leave no shard unused.
             assert!(sizes.iter().all(|&size| size > 0), "{site}: {sizes:?}");
