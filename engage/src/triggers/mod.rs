@@ -800,7 +800,10 @@ impl Triggers {
         timer: Option<Due>,
         page_view: bool,
     ) {
-        if rules.ranked.is_empty() {
+        // One proactive message at a time: a visitor whose message waits for its delay gets
+        // nothing else, so there is nothing to evaluate (the cheapest check, taken first; a
+        // wake-up of theirs that comes due meanwhile finds the same).
+        if rules.ranked.is_empty() || state.is_awaiting(visitor_id) {
             return;
         }
         let widget = self.widget_state(state).await;

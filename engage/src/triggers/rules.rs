@@ -659,14 +659,21 @@ mod tests {
         // A URL in use survives any number of one-off URLs; the cache never holds more than
         // two generations.
         for n in 0..5 * URL_CACHE_GENERATION {
-            cache.insert(format!("https://shop.example/?click={n}").into(), 2, Box::new([1]));
+            cache.insert(
+                format!("https://shop.example/?click={n}").into(),
+                2,
+                Box::new([1]),
+            );
             if n % (URL_CACHE_GENERATION / 2) == 0 {
                 assert_eq!(cache.get(2, "https://shop.example/a"), Some(&[][..]), "{n}");
             }
             assert!(cache.young.len() + cache.old.len() <= 2 * URL_CACHE_GENERATION);
         }
         assert_eq!(cache.get(2, "https://shop.example/?click=0"), None);
-        let last = format!("https://shop.example/?click={}", 5 * URL_CACHE_GENERATION - 1);
+        let last = format!(
+            "https://shop.example/?click={}",
+            5 * URL_CACHE_GENERATION - 1
+        );
         assert_eq!(cache.get(2, &last), Some(&[1][..]));
     }
 }

@@ -80,12 +80,11 @@ struct Slot {
 }
 
 /// A heap item: earliest due first (sequence numbers are unique, so two items never tie).
+/// What the wake-up is for (visit, page) is the live entry's.
 #[derive(Debug)]
 struct Item {
     due_ms: i64,
     seq: u64,
-    visit_tag: u32,
-    pages: u32,
     key: Arc<TimerKey>,
 }
 
@@ -258,13 +257,7 @@ impl Timers {
             key.set_live(seq);
             queue.next_seq = seq;
             let earliest = queue.heap.peek().is_none_or(|first| due_ms < first.due_ms);
-            queue.heap.push(Item {
-                due_ms,
-                seq,
-                visit_tag,
-                pages,
-                key,
-            });
+            queue.heap.push(Item { due_ms, seq, key });
             // Navigation leaves stale items behind until they come due; when they outnumber
             // the live ones, drop them so the heap stays O(pending).
             if queue.heap.len() > 2 * queue.len + 1024 {
@@ -305,12 +298,14 @@ impl Timers {
                 break;
             };
             // Not replaced or cancelled since.
-            if item.key.is_live(item.seq) {
-                queue.remove(&item.key.site, &item.key.visitor_id, item.key.hash);
+            if item.key.is_live(item.seq)
+                && let Some(slot) =
+                    queue.remove(&item.key.site, &item.key.visitor_id, item.key.hash)
+            {
                 due.push(Due {
                     key: item.key,
-                    visit_tag: item.visit_tag,
-                    pages: item.pages,
+                    visit_tag: slot.visit_tag,
+                    pages: slot.pages,
                     due_ms: item.due_ms,
                 });
             }
@@ -335,10 +330,18 @@ mod tests {
     use super::*;
 
     fn due_ids(timers: &Timers, now: i64) -> Vec<(String, i64)> {
+        due_pages(timers, now)
+            .into_iter()
+            .map(|(id, due, _)| (id, due))
+            .collect()
+    }
+
+    /// (visitor, due, pages) of what is due at `now`.
+    fn due_pages(timers: &Timers, now: i64) -> Vec<(String, i64, u32)> {
         timers
             .pop_due(now, usize::MAX)
             .into_iter()
-            .map(|due| (due.key.visitor_id.to_string(), due.due_ms))
+            .map(|due| (due.key.visitor_id.to_string(), due.due_ms, due.pages))
             .collect()
     }
 
@@ -352,13 +355,17 @@ mod tests {
         timers.schedule(&site, "b", 1, 1, 2_000);
         // A new page replaces it, even with a later time.
         timers.schedule(&site, "a", 1, 2, 5_000);
+        // An earlier time moves it.
+        timers.schedule(&site, "d", 1, 1, 9_000);
+        timers.schedule(&site, "d", 1, 2, 4_000);
         timers.schedule(&site, "c", 1, 1, 4_000);
         timers.cancel("s", "c");
-        assert_eq!(timers.len(), 2);
+        assert_eq!(timers.len(), 3);
         assert_eq!(timers.next_due(), Some(1_000));
         assert!(due_ids(&timers, 999).is_empty());
-        assert_eq!(due_ids(&timers, 3_000), [("b".into(), 1_000)]);
-        assert_eq!(due_ids(&timers, 10_000), [("a".into(), 5_000)]);
+        assert_eq!(due_pages(&timers, 2_999), [("b".into(), 1_000, 1)]);
+        assert_eq!(due_pages(&timers, 4_000), [("d".into(), 4_000, 2)]);
+        assert_eq!(due_pages(&timers, 10_000), [("a".into(), 5_000, 2)]);
         assert_eq!(timers.len(), 0);
         assert_eq!(timers.next_due(), None);
     }
