@@ -32,6 +32,7 @@
 
 use std::cell::RefCell;
 use std::collections::HashMap;
+use std::hash::BuildHasher as _;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -182,17 +183,23 @@ static NEXT_INDEX_SERIAL: AtomicU64 = AtomicU64::new(1);
 /// URLs one generation of [`UrlCache`] holds.
 const URL_CACHE_GENERATION: usize = 4096;
 
+/// URLs seen once that [`UrlCache`] remembers (as hashes) before it forgets them all.
+const URL_CACHE_SEEN: usize = 16 * 1024;
+
 /// The URL-keyed candidates of URLs seen lately on this thread: URL → (index serial, ranks).
 ///
 /// Two generations approximate least-recently-used without bookkeeping per hit: new answers go
 /// into `young`; when it is full it becomes `old` (the previous `old` is dropped), and a hit in
-/// `old` moves back into `young`. A site's hot pages stay; one-off URLs (a click id in the query)
-/// pass through. Per thread, so no lock and no shared cache line on the hot path; bounded at
-/// two generations of URLs per thread whatever the traffic.
+/// `old` moves back into `young`. A URL is let in the second time it is scanned (`seen` holds
+/// the hashes of URLs scanned once), so one-off URLs (a landing page with a click id or campaign
+/// in its query) never push a site's hot pages out. Per thread, so no lock and no shared cache
+/// line on the hot path; bounded at two generations of URLs and a set of hashes per thread,
+/// whatever the traffic.
 #[derive(Default)]
 struct UrlCache {
     young: HashMap<Box<str>, (u64, Box<[u32]>), FastHash>,
     old: HashMap<Box<str>, (u64, Box<[u32]>), FastHash>,
+    seen: std::collections::HashSet<u64, FastHash>,
 }
 
 impl UrlCache {
@@ -206,6 +213,19 @@ impl UrlCache {
             self.insert(key, serial, ranks);
         }
         self.young.get(url).map(|(_, ranks)| &**ranks)
+    }
+
+    /// Whether a URL just scanned should be kept: the second time it is.
+    fn admit(&mut self, url: &str) -> bool {
+        let hash = self.seen.hasher().hash_one(url);
+        if self.seen.remove(&hash) {
+            return true;
+        }
+        if self.seen.len() >= URL_CACHE_SEEN {
+            self.seen.clear();
+        }
+        self.seen.insert(hash);
+        false
     }
 
     fn insert(&mut self, url: Box<str>, serial: u64, ranks: Box<[u32]>) {
@@ -433,7 +453,9 @@ impl RuleIndex {
                     }
                     let from = ranks.len();
                     self.scan_url(urls, url, ranks);
-                    cache.insert(url.into(), self.serial, ranks[from..].into());
+                    if cache.admit(url) {
+                        cache.insert(url.into(), self.serial, ranks[from..].into());
+                    }
                 }
                 // Re-entered (not expected): scan without the cache.
                 Err(_) => self.scan_url(urls, url, ranks),
@@ -675,5 +697,21 @@ mod tests {
             5 * URL_CACHE_GENERATION - 1
         );
         assert_eq!(cache.get(2, &last), Some(&[1][..]));
+    }
+
+    #[test]
+    fn the_url_cache_lets_a_url_in_the_second_time_it_is_scanned() {
+        let mut cache = UrlCache::default();
+        assert!(!cache.admit("https://shop.example/a"));
+        assert!(cache.admit("https://shop.example/a"));
+        // Then it starts over (the URL is in the cache by then).
+        assert!(!cache.admit("https://shop.example/a"));
+        // One-off URLs past the limit forget what was seen once.
+        for n in 0..URL_CACHE_SEEN {
+            assert!(!cache.admit(&format!("https://shop.example/?click={n}")));
+            assert!(cache.seen.len() <= URL_CACHE_SEEN);
+        }
+        assert!(!cache.admit("https://shop.example/a"));
+        assert!(cache.admit("https://shop.example/a"));
     }
 }
