@@ -444,6 +444,20 @@ pub(crate) enum NumTest {
 }
 
 impl NumTest {
+    /// The first whole second from which this test on a growing number of seconds can hold
+    /// (0 if it may hold from the start).
+    pub(crate) fn first_second(self) -> u32 {
+        let low = match self {
+            NumTest::Gte(v) => v.ceil(),
+            NumTest::Gt(v) => v.floor() + 1.0,
+            NumTest::Eq(v) if v.fract() == 0.0 => v,
+            NumTest::Between(lo, _) => lo.ceil(),
+            NumTest::Eq(_) | NumTest::Lt(_) | NumTest::Lte(_) | NumTest::Ne(_) => 0.0,
+        };
+        // Validated numbers are within ±MAX_NUMBER: the cast saturates at the ends.
+        low.max(0.0) as u32
+    }
+
     fn check(self, x: f64) -> bool {
         match self {
             NumTest::Eq(v) => x == v,

@@ -905,6 +905,14 @@ impl Triggers {
         let mut widget_shows: Option<bool> = None;
         rules.with_candidates(view, use_index, |ranks| {
             for &rank in ranks {
+                // A candidate that cannot hold yet, and not before the wake-up already found,
+                // changes nothing (the full scan, for tests, evaluates it anyway).
+                if use_index
+                    && let Some(wake_at) = verdict.wake_at
+                    && rules.earliest(rank, view) >= wake_at.max(env.now_ms + 1)
+                {
+                    continue;
+                }
                 // The trigger itself is read only when it holds now: the candidate's program and
                 // limit sit in the rule set's own arrays.
                 let truth = if use_index {

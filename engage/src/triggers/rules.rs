@@ -146,6 +146,10 @@ struct Head {
     start: u32,
     id: u64,
     limit: Limit,
+    /// Whole seconds on the site and on the page before the trigger's necessary time
+    /// conditions can hold (0: none): see [`SiteRules::earliest`].
+    site_seconds: u32,
+    page_seconds: u32,
 }
 
 /// Per indexed field, lowercase value → ranks of the triggers requiring it.
@@ -263,10 +267,20 @@ impl SiteRules {
         let mut program = Vec::new();
         let mut heads = Vec::with_capacity(ranked.len());
         for (trigger, established) in ranked.iter().zip(&index.established) {
+            let (mut site_seconds, mut page_seconds) = (0, 0);
+            for (_, leaf) in trigger.root.necessary() {
+                match leaf {
+                    Leaf::TimeOnSite(test) => site_seconds = site_seconds.max(test.first_second()),
+                    Leaf::TimeOnPage(test) => page_seconds = page_seconds.max(test.first_second()),
+                    _ => {}
+                }
+            }
             heads.push(Head {
                 start: program.len() as u32,
                 id: trigger.id(),
                 limit: trigger.trigger.limit,
+                site_seconds,
+                page_seconds,
             });
             match established {
                 Some(at) => trigger.root.append_without(*at, &mut program),
@@ -287,6 +301,21 @@ impl SiteRules {
     pub(crate) fn limit(&self, rank: u32) -> (u64, Limit) {
         let head = self.heads[rank as usize];
         (head.id, head.limit)
+    }
+
+    /// The earliest time (tracker clock, ms) the trigger at `rank` can hold for this visitor,
+    /// from its necessary time-on-site and time-on-page conditions (`i64::MIN` without any):
+    /// before it, an evaluation says "from T" with T no earlier, or "never". So a candidate
+    /// whose earliest time is ahead, and no earlier than a wake-up already found, changes
+    /// nothing and need not be evaluated.
+    pub(crate) fn earliest(&self, rank: u32, view: &VisitorView<'_>) -> i64 {
+        let head = &self.heads[rank as usize];
+        let after = |start: i64, seconds: u32| match seconds {
+            0 => i64::MIN,
+            seconds => start.saturating_add(i64::from(seconds) * 1000),
+        };
+        after(view.visit_started_ms(), head.site_seconds)
+            .max(after(view.page_since_ms(), head.page_seconds))
     }
 
     /// Evaluates the trigger at `rank` for a candidate [`SiteRules::with_candidates`] gave:

@@ -1785,7 +1785,7 @@ const SOURCES: &[&str] = &["ads", "news", "Social", "partner"];
 const COUNTRIES: &[&str] = &["GB", "SE", "US", "AU", "BR", "JP", "DE", "CZ"];
 
 fn random_leaf(random: &mut Random) -> Value {
-    match random.below(11) {
+    match random.below(13) {
         0 => {
             json!({"field": "url", "op": "equals", "value": format!("https://shop.example{}", random.pick(PATHS))})
         }
@@ -1800,6 +1800,12 @@ fn random_leaf(random: &mut Random) -> Value {
         6 => json!({"field": "country", "op": "equals", "value": random.pick(COUNTRIES)}),
         7 => json!({"field": "url", "op": "not_contains", "value": random.pick(PATHS)}),
         8 => json!({"field": "time_on_page", "op": "gte", "value": random.below(20)}),
+        // Time conditions the evaluation may skip a candidate for (see `SiteRules::earliest`).
+        11 => json!({"field": "time_on_site", "op": "gte", "value": random.below(30)}),
+        12 => {
+            let low = random.below(25);
+            json!({"field": "time_on_page", "op": "between", "value": [low, low + random.below(10)]})
+        }
         9 => json!({"field": "customer", "op": "is", "value": random.below(2) == 0}),
         _ => {
             json!({"field": "device", "op": "equals", "value": random.pick(&["desktop", "mobile"])})
