@@ -150,7 +150,7 @@ async fn browser_drives_pages_and_isolates_contexts() -> anyhow::Result<()> {
 async fn closing_a_page_runs_pagehide_and_sends_the_beacon() -> anyhow::Result<()> {
     let (base, mut hits) = serve().await;
     let browser = Browser::launch().await?;
-    let page = browser.new_context().await?.new_page().await?;
+    let page = browser.new_isolated_page().await?;
     page.goto(&format!("{base}/leave")).await?;
     assert!(hits.try_recv().is_err(), "no beacon before the tab closes");
 

@@ -41,13 +41,7 @@ async fn an_agent_watches_a_visitor_arrive_navigate_and_leave() {
     let browser = Browser::launch().await.expect("Chromium starts");
 
     // The agent signs in to the console in their own browser context.
-    let agent = browser
-        .new_context()
-        .await
-        .unwrap()
-        .new_page()
-        .await
-        .unwrap();
+    let agent = browser.new_isolated_page().await.unwrap();
     sign_in_console(
         &app,
         &agent,
@@ -68,13 +62,7 @@ async fn an_agent_watches_a_visitor_arrive_navigate_and_leave() {
         .unwrap();
 
     // The visitor lands from the newsletter campaign.
-    let visitor = browser
-        .new_context()
-        .await
-        .unwrap()
-        .new_page()
-        .await
-        .unwrap();
+    let visitor = browser.new_isolated_page().await.unwrap();
     let landed = Instant::now();
     visitor
         .goto(&app.url("/demo/?utm_source=newsletter&utm_campaign=spring"))

@@ -43,13 +43,7 @@ async fn an_agent_and_a_visitor_chat_through_console_and_widget() {
     let patient = Duration::from_secs(10);
 
     // The visitor browses the pricing page and names themselves with hostile markup.
-    let visitor = browser
-        .new_context()
-        .await
-        .unwrap()
-        .new_page()
-        .await
-        .unwrap();
+    let visitor = browser.new_isolated_page().await.unwrap();
     visitor.goto(&app.url("/demo/pricing.html")).await.unwrap();
     let visitor_id: String = visitor
         .wait_for_value("localStorage.getItem('pl_vid')", patient)
@@ -73,13 +67,7 @@ async fn an_agent_and_a_visitor_chat_through_console_and_widget() {
     }
 
     // The agent signs in, finds the visitor and opens a conversation from the visitor card.
-    let agent = browser
-        .new_context()
-        .await
-        .unwrap()
-        .new_page()
-        .await
-        .unwrap();
+    let agent = browser.new_isolated_page().await.unwrap();
     sign_in_console(
         &app,
         &agent,

@@ -65,13 +65,7 @@ async fn an_agent_inserts_saved_replies_and_edits_the_visitor_card() {
     let conversation = body["conversation"]["id"].as_u64().unwrap();
 
     let browser = Browser::launch().await.expect("Chromium starts");
-    let page = browser
-        .new_context()
-        .await
-        .unwrap()
-        .new_page()
-        .await
-        .unwrap();
+    let page = browser.new_isolated_page().await.unwrap();
     let patient = Duration::from_secs(10);
     sign_in_console(&app, &page, OWNER_EMAIL, OWNER_PASSWORD).await;
     page.wait_for(

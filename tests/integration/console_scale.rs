@@ -36,13 +36,7 @@ async fn the_panel_renders_only_what_is_visible_with_10_000_visitors() {
     assert_eq!(app.state().presence.counts(TEST_SITE).all, VISITORS as u64);
 
     let browser = Browser::launch().await.expect("Chromium starts");
-    let page = browser
-        .new_context()
-        .await
-        .unwrap()
-        .new_page()
-        .await
-        .unwrap();
+    let page = browser.new_isolated_page().await.unwrap();
     sign_in_console(&app, &page, OWNER_EMAIL, OWNER_PASSWORD).await;
     page.wait_for(
         r#"document.querySelector('button.chip[data-segment="all"] .count')?.textContent.trim() === '10000'"#,

@@ -47,16 +47,6 @@ fn widget_messages() -> String {
     )
 }
 
-async fn new_visitor(browser: &Browser) -> Page {
-    browser
-        .new_context()
-        .await
-        .unwrap()
-        .new_page()
-        .await
-        .unwrap()
-}
-
 /// The visitor id the widget on `page` uses.
 async fn visitor_id(page: &Page) -> String {
     page.wait_for_value("localStorage.getItem('pl_vid')", PATIENT)
@@ -190,7 +180,7 @@ async fn a_trigger_built_in_the_console_greets_the_right_visitor_once() {
     let browser = Browser::launch().await.expect("Chromium starts");
 
     // The owner builds the trigger in the console's editor and saves it.
-    let agent = new_visitor(&browser).await;
+    let agent = browser.new_isolated_page().await.unwrap();
     sign_in_console(&app, &agent, dashboards::demo::DEMO_OWNER_EMAIL, password).await;
     agent
         .wait_for("document.querySelector('#live-status') !== null", PATIENT)
@@ -246,7 +236,7 @@ async fn a_trigger_built_in_the_console_greets_the_right_visitor_once() {
     let pricing = app.url("/demo/pricing.html?utm_source=ads");
 
     // C lands on /pricing from the ad but moves on before 3 s.
-    let early = new_visitor(&browser).await;
+    let early = browser.new_isolated_page().await.unwrap();
     early.goto(&pricing).await.unwrap();
     let early_id = visitor_id(&early).await;
     let landed = wait_on_page(&app, &early_id, "/pricing").await;
@@ -261,7 +251,7 @@ async fn a_trigger_built_in_the_console_greets_the_right_visitor_once() {
     );
 
     // B came from the same ad but browses another page.
-    let elsewhere = new_visitor(&browser).await;
+    let elsewhere = browser.new_isolated_page().await.unwrap();
     elsewhere
         .goto(&app.url("/demo/products.html?utm_source=ads"))
         .await
@@ -270,7 +260,7 @@ async fn a_trigger_built_in_the_console_greets_the_right_visitor_once() {
     wait_on_page(&app, &elsewhere_id, "/products").await;
 
     // E came from the ad, is blocked, and then opens /pricing.
-    let blocked = new_visitor(&browser).await;
+    let blocked = browser.new_isolated_page().await.unwrap();
     blocked
         .goto(&app.url("/demo/products.html?utm_source=ads"))
         .await
@@ -290,7 +280,7 @@ async fn a_trigger_built_in_the_console_greets_the_right_visitor_once() {
     wait_on_page(&app, &blocked_id, "/pricing").await;
 
     // A lands on /pricing from the ad (and tells the site a name with markup in it).
-    let visitor = new_visitor(&browser).await;
+    let visitor = browser.new_isolated_page().await.unwrap();
     let started = Instant::now();
     visitor.goto(&pricing).await.unwrap();
     let visitor_id = visitor_id(&visitor).await;
@@ -567,7 +557,7 @@ async fn a_trigger_that_asks_opens_the_widget_with_its_message() {
     .await;
     assert_eq!(status, 201, "{created}");
     let browser = Browser::launch().await.expect("Chromium starts");
-    let visitor = new_visitor(&browser).await;
+    let visitor = browser.new_isolated_page().await.unwrap();
     visitor.goto(&app.url("/demo/products.html")).await.unwrap();
     visitor
         .wait_for(
@@ -665,7 +655,7 @@ async fn the_console_lists_previews_test_fires_and_deletes_a_trigger() {
     assert_eq!(status, 201, "{created}");
     let id = created["id"].as_u64().unwrap();
     let browser = Browser::launch().await.expect("Chromium starts");
-    let visitor = new_visitor(&browser).await;
+    let visitor = browser.new_isolated_page().await.unwrap();
     visitor.goto(&app.url("/demo/pricing.html")).await.unwrap();
     let visitor_id = visitor_id(&visitor).await;
     visitor
@@ -675,7 +665,7 @@ async fn the_console_lists_previews_test_fires_and_deletes_a_trigger() {
     wait_on_page(&app, &visitor_id, "/pricing").await;
 
     // The list: the row with its 7-day stats; the switch and the priority are saved.
-    let agent = new_visitor(&browser).await;
+    let agent = browser.new_isolated_page().await.unwrap();
     sign_in_console(&app, &agent, dashboards::demo::DEMO_OWNER_EMAIL, password).await;
     agent
         .wait_for("document.querySelector('#live-status') !== null", PATIENT)

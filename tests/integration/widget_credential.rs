@@ -32,16 +32,6 @@ async fn demo_app() -> TestApp {
     .await
 }
 
-async fn new_visitor(browser: &Browser) -> Page {
-    browser
-        .new_context()
-        .await
-        .unwrap()
-        .new_page()
-        .await
-        .unwrap()
-}
-
 /// The next event `method` of `page` whose params satisfy `matches`.
 async fn next_event(
     events: &mut broadcast::Receiver<Event>,
@@ -220,7 +210,7 @@ async fn a_page_left_mid_credential_request_keeps_its_visitor() {
     let next_page = app.url("/demo/products.html");
 
     // A: the server stores the credential, but the page is left before the answer arrives.
-    let a = new_visitor(&browser).await;
+    let a = browser.new_isolated_page().await.unwrap();
     hold_credential_requests(&a, "Response").await;
     a.goto(&first_page).await.unwrap();
     let (held, body, status) = held_request(&mut events, &a).await;
@@ -272,7 +262,7 @@ async fn a_page_left_mid_credential_request_keeps_its_visitor() {
     chat_works(&app, &a, &a_id, "Still there?", "Yes, same visitor").await;
 
     // B: the page is left before the request even reaches the server.
-    let b = new_visitor(&browser).await;
+    let b = browser.new_isolated_page().await.unwrap();
     hold_credential_requests(&b, "Request").await;
     b.goto(&first_page).await.unwrap();
     let (held, body, status) = held_request(&mut events, &b).await;
@@ -423,7 +413,7 @@ async fn a_blocked_visitors_widget_keeps_its_visitor_id() {
         .block(DEMO_SITE, blocked_id, None, &owner, Some("spam"))
         .await
         .unwrap();
-    let page = new_visitor(&browser).await;
+    let page = browser.new_isolated_page().await.unwrap();
     page.cdp(
         "Network.setCookie",
         json!({ "name": "pl_vid", "value": blocked_id, "url": app.url("/") }),
@@ -456,7 +446,7 @@ async fn a_blocked_visitors_widget_keeps_its_visitor_id() {
         .block(DEMO_SITE, "someone-else", Some(loopback), &owner, None)
         .await
         .unwrap();
-    let page = new_visitor(&browser).await;
+    let page = browser.new_isolated_page().await.unwrap();
     let mut traffic = CredentialTraffic::watch(&browser, &page).await;
     page.goto(&page_url).await.unwrap();
     let fresh_id = visitor_id(&page).await;

@@ -72,13 +72,7 @@ async fn the_widget_follows_business_hours_and_takes_leads_after_hours() {
 
     // Saturday noon in Warsaw: the widget shows the after-hours message and the offline form.
     let browser = Browser::launch().await.expect("Chromium starts");
-    let visitor = browser
-        .new_context()
-        .await
-        .unwrap()
-        .new_page()
-        .await
-        .unwrap();
+    let visitor = browser.new_isolated_page().await.unwrap();
     visitor.goto(&app.url("/demo/")).await.unwrap();
     visitor
         .wait_for(&shown("#pl-launcher"), Duration::from_secs(10))
@@ -128,13 +122,7 @@ async fn the_widget_follows_business_hours_and_takes_leads_after_hours() {
     let (_agent_socket, _) = tokio_tungstenite::connect_async(request)
         .await
         .expect("agent online");
-    let visitor = browser
-        .new_context()
-        .await
-        .unwrap()
-        .new_page()
-        .await
-        .unwrap();
+    let visitor = browser.new_isolated_page().await.unwrap();
     visitor.goto(&app.url("/demo/pricing.html")).await.unwrap();
     visitor
         .wait_for(&shown("#pl-launcher"), Duration::from_secs(10))

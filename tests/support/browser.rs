@@ -469,6 +469,12 @@ impl Browser {
         })
     }
 
+    /// A new tab in a context of its own (see [`Browser::new_context`]): its own cookies and
+    /// storage, so another visitor or agent.
+    pub async fn new_isolated_page(&self) -> anyhow::Result<Page> {
+        self.new_context().await?.new_page().await
+    }
+
     /// A new tab in the default (shared) browser context.
     pub async fn new_page(&self) -> anyhow::Result<Page> {
         Page::open(self.conn.clone(), None).await
