@@ -783,12 +783,16 @@ impl Triggers {
         let rules = state.rules();
         let widget = self.widget_state(&state).await;
         let history = self.history(&state, visitor_id).await;
+        let awaiting = state.is_awaiting(visitor_id);
         let verdict = self.presence.with_visitor(site, visitor_id, |view| {
-            self.decide(&state, &rules, &widget, view, Some(&history), use_index)
+            (!awaiting)
+                .then(|| self.decide(&state, &rules, &widget, view, Some(&history), use_index))
         })?;
         Some(Evaluation {
-            fire: verdict.fire.map(|trigger| trigger.id()),
-            wake_at_ms: verdict.wake_at,
+            fire: verdict
+                .as_ref()
+                .and_then(|verdict| verdict.fire.as_ref().map(|trigger| trigger.id())),
+            wake_at_ms: verdict.and_then(|verdict| verdict.wake_at),
         })
     }
 
@@ -955,14 +959,14 @@ impl Triggers {
         verdict
     }
 
-    /// Never blocked, never on chat, never a visitor who closed the page, never one whose
-    /// last fire's message is still waiting for its delay.
+    /// Never blocked, never on chat, never a visitor who closed the page. (Never one whose last
+    /// fire's message is still waiting for its delay either: every caller asks
+    /// [`SiteState::is_awaiting`] first, before any other lookup.)
     fn visitor_may_receive(&self, state: &SiteState, view: &VisitorView<'_>) -> bool {
         let segments = view.segments();
         !segments.contains(Segment::Blocked)
             && !segments.contains(Segment::OnChat)
             && view.left_ms().is_none()
-            && !state.is_awaiting(view.id())
             && !self
                 .conversations
                 .is_blocked(&state.key, view.id(), Some(view.ip()))
@@ -1427,7 +1431,8 @@ impl Triggers {
             );
             let mut holding = Vec::new();
             self.presence.for_each_visitor(&state.key, |view| {
-                if self.visitor_may_receive(state, view)
+                if !state.is_awaiting(view.id())
+                    && self.visitor_may_receive(state, view)
                     && trigger.root.eval(view, &env) == Truth::Now
                     && launcher_shows(&widget, view, &env)
                 {
