@@ -105,6 +105,9 @@ struct Harness {
     ingest: Ingest,
     context: Arc<TestContext>,
     fired: broadcast::Receiver<TriggerEvent>,
+    /// Deliveries [`Harness::fires`] read past, for [`Harness::delivered`]: a delivery may
+    /// finish while the test still waits for the wake-ups (which yield between batches).
+    deliveries: std::collections::VecDeque<(String, u64)>,
     conversation_events: broadcast::Receiver<ConversationEvent>,
     agent: Agent,
 }
@@ -193,6 +196,7 @@ impl Harness {
         .with_triggers(Arc::clone(&triggers));
         Harness {
             fired: triggers.subscribe(),
+            deliveries: Default::default(),
             conversation_events: conversations.subscribe(),
             dir,
             tracker_clock,
@@ -263,14 +267,18 @@ impl Harness {
     fn fires(&mut self) -> Vec<(String, u64, Option<String>)> {
         let mut fires = Vec::new();
         while let Ok(event) = self.fired.try_recv() {
-            if let TriggerEvent::Fired {
-                visitor_id,
-                trigger_id,
-                variant,
-                ..
-            } = event
-            {
-                fires.push((visitor_id, trigger_id, variant));
+            match event {
+                TriggerEvent::Fired {
+                    visitor_id,
+                    trigger_id,
+                    variant,
+                    ..
+                } => fires.push((visitor_id, trigger_id, variant)),
+                TriggerEvent::Delivered {
+                    visitor_id,
+                    conversation_id,
+                    ..
+                } => self.deliveries.push_back((visitor_id, conversation_id)),
             }
         }
         fires
@@ -285,6 +293,11 @@ impl Harness {
     /// Waits for the delivery of `count` messages; returns (visitor, conversation id).
     async fn delivered(&mut self, count: usize) -> Vec<(String, u64)> {
         let mut out = Vec::new();
+        while out.len() < count
+            && let Some(delivery) = self.deliveries.pop_front()
+        {
+            out.push(delivery);
+        }
         while out.len() < count {
             let event = tokio::time::timeout(Duration::from_secs(10), self.fired.recv())
                 .await
