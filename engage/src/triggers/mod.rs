@@ -804,10 +804,15 @@ impl Triggers {
         timer: Option<Due>,
         page_view: bool,
     ) {
+        if rules.ranked.is_empty() {
+            return;
+        }
+        // Both visitor sets (awaiting, fired) are keyed by this one hash.
+        let hash = state.visitor_hasher.hash_one(visitor_id);
         // One proactive message at a time: a visitor whose message waits for its delay gets
         // nothing else, so there is nothing to evaluate (the cheapest check, taken first; a
         // wake-up of theirs that comes due meanwhile finds the same).
-        if rules.ranked.is_empty() || state.is_awaiting(visitor_id) {
+        if state.awaiting.contains(hash) {
             return;
         }
         let widget = self.widget_state(state).await;
@@ -816,7 +821,7 @@ impl Triggers {
         // fire. A visitor never fired for (most of them) has none, which the fired set tells
         // without a look in the cache.
         let mut loaded: Option<Vec<FireRecord>> = None;
-        let never_fired = !state.may_have_fired(visitor_id);
+        let never_fired = !state.fired.contains(hash);
         for _ in 0..2 {
             let verdict = {
                 let cached = match loaded {
