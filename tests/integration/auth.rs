@@ -28,16 +28,12 @@ async fn ws_status(app: &TestApp, path: &str, cookie: Option<&str>, bearer: Opti
 #[tokio::test]
 async fn data_and_push_need_a_valid_session_or_token() {
     let app = TestApp::start().await;
-    assert_eq!(
-        app.beacon(&page_view(
-            "visitor-auth-0001",
-            "visit-auth-0001",
-            "https://shop.example/"
-        ))
-        .await
-        .0,
-        200
-    );
+    app.view_page(
+        "visitor-auth-0001",
+        "visit-auth-0001",
+        "https://shop.example/",
+    )
+    .await;
     let paths = [
         "/api/me".to_owned(),
         format!("/api/sites/{TEST_SITE}/visitors"),

@@ -101,16 +101,12 @@ async fn a_visitor_chats_and_resumes_without_loss_or_duplicates() {
         status, 404,
         "a visitor must be live before getting a credential"
     );
-    assert_eq!(
-        app.beacon(&page_view(
-            "visitor-chat-0001",
-            "visit-chat-0001",
-            "https://shop.example/pricing"
-        ))
-        .await
-        .0,
-        200
-    );
+    app.view_page(
+        "visitor-chat-0001",
+        "visit-chat-0001",
+        "https://shop.example/pricing",
+    )
+    .await;
     let (status, body) = register(&app, "visitor-chat-0001", &token).await;
     assert_eq!((status, &body), (201, &json!({ "created": true })));
     let (status, body) = register(&app, "visitor-chat-0001", &new_credential()).await;
@@ -297,16 +293,8 @@ async fn blocking_through_the_api_stops_a_visitor_from_chatting() {
     let app = TestApp::start().await;
     let owner = app.owner_cookie().await;
     let visitor = "visitor-abuse-0001";
-    assert_eq!(
-        app.beacon(&page_view(
-            visitor,
-            "visit-abuse-0001",
-            "https://shop.example/"
-        ))
-        .await
-        .0,
-        200
-    );
+    app.view_page(visitor, "visit-abuse-0001", "https://shop.example/")
+        .await;
     let token = app.visitor_credential(visitor).await;
     let (mut socket, ready) = connect(&app, visitor, &token, json!({})).await;
     assert_eq!(ready["type"], "ready");
@@ -370,16 +358,8 @@ async fn blocking_through_the_api_stops_a_visitor_from_chatting() {
 
     // A new visitor id from the same address is refused too (the address was blocked).
     let other = "visitor-abuse-0002";
-    assert_eq!(
-        app.beacon(&page_view(
-            other,
-            "visit-abuse-0002",
-            "https://shop.example/"
-        ))
-        .await
-        .0,
-        200
-    );
+    app.view_page(other, "visit-abuse-0002", "https://shop.example/")
+        .await;
     let (status, body) = register(&app, other, &new_credential()).await;
     assert_eq!(
         (status, body["error"].as_str()),
@@ -470,16 +450,8 @@ async fn visitor_attachment_requests_pass_the_cors_preflight() {
 async fn one_visitor_cannot_read_or_post_to_anothers_conversation() {
     let app = TestApp::start().await;
     for visitor in ["visitor-anna-0001", "visitor-mallory-01"] {
-        assert_eq!(
-            app.beacon(&page_view(
-                visitor,
-                "visit-0000-0001",
-                "https://shop.example/"
-            ))
-            .await
-            .0,
-            200
-        );
+        app.view_page(visitor, "visit-0000-0001", "https://shop.example/")
+            .await;
     }
     let anna = app.visitor_credential("visitor-anna-0001").await;
     let mallory = app.visitor_credential("visitor-mallory-01").await;
@@ -540,16 +512,12 @@ async fn a_chat_nobody_answered_is_missed_when_the_visitor_leaves() {
         settings.presence.retention_ms = 1_000;
     })
     .await;
-    assert_eq!(
-        app.beacon(&page_view(
-            "visitor-gone-0001",
-            "visit-gone-0001",
-            "https://shop.example/"
-        ))
-        .await
-        .0,
-        200
-    );
+    app.view_page(
+        "visitor-gone-0001",
+        "visit-gone-0001",
+        "https://shop.example/",
+    )
+    .await;
     let token = app.visitor_credential("visitor-gone-0001").await;
     let (mut socket, _) = connect(&app, "visitor-gone-0001", &token, json!({})).await;
     send(
@@ -605,16 +573,12 @@ async fn a_blocked_visitor_coming_back_is_in_the_blocked_segment() {
         )
         .await
         .unwrap();
-    assert_eq!(
-        app.beacon(&page_view(
-            "visitor-back-blocked",
-            "visit-back-0001",
-            "https://shop.example/"
-        ))
-        .await
-        .0,
-        200
-    );
+    app.view_page(
+        "visitor-back-blocked",
+        "visit-back-0001",
+        "https://shop.example/",
+    )
+    .await;
     let counts = app.state().presence.counts(TEST_SITE);
     assert_eq!((counts.all, counts.blocked), (1, 1));
     app.shutdown().await;
@@ -628,16 +592,8 @@ async fn a_blocked_visitor_coming_back_is_in_the_blocked_segment() {
 async fn a_repeated_credential_request_is_accepted_and_the_credential_works() {
     let mut app = TestApp::start().await;
     let visitor = "visitor-repeat-0001";
-    assert_eq!(
-        app.beacon(&page_view(
-            visitor,
-            "visit-repeat-0001",
-            "https://shop.example/"
-        ))
-        .await
-        .0,
-        200
-    );
+    app.view_page(visitor, "visit-repeat-0001", "https://shop.example/")
+        .await;
     let token = new_credential();
     let (status, body) = register(&app, visitor, &token).await;
     assert_eq!((status, &body), (201, &json!({ "created": true })));
@@ -649,16 +605,8 @@ async fn a_repeated_credential_request_is_accepted_and_the_credential_works() {
     assert_eq!((status, &body), (200, &json!({ "created": false })));
     // After a restart (nothing cached) the store decides the same way.
     app.restart().await;
-    assert_eq!(
-        app.beacon(&page_view(
-            visitor,
-            "visit-repeat-0001",
-            "https://shop.example/"
-        ))
-        .await
-        .0,
-        200
-    );
+    app.view_page(visitor, "visit-repeat-0001", "https://shop.example/")
+        .await;
     let (status, body) = register(&app, visitor, &token).await;
     assert_eq!((status, &body), (200, &json!({ "created": false })));
 
@@ -702,16 +650,8 @@ async fn a_repeated_credential_request_is_accepted_and_the_credential_works() {
 async fn malformed_credentials_are_refused_with_a_reason() {
     let app = TestApp::start().await;
     let visitor = "visitor-malformed-01";
-    assert_eq!(
-        app.beacon(&page_view(
-            visitor,
-            "visit-malformed-01",
-            "https://shop.example/"
-        ))
-        .await
-        .0,
-        200
-    );
+    app.view_page(visitor, "visit-malformed-01", "https://shop.example/")
+        .await;
     let good = new_credential();
     let cases = [
         ("", "exactly 43 characters"),

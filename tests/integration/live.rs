@@ -41,16 +41,12 @@ async fn next_frame(socket: &mut Socket) -> Value {
 #[tokio::test]
 async fn a_panel_gets_a_snapshot_then_coalesced_deltas() {
     let app = TestApp::start().await;
-    assert_eq!(
-        app.beacon(&page_view(
-            "visitor-live-0001",
-            "visit-live-0001",
-            "https://shop.example/"
-        ))
-        .await
-        .0,
-        200
-    );
+    app.view_page(
+        "visitor-live-0001",
+        "visit-live-0001",
+        "https://shop.example/",
+    )
+    .await;
     let cookie = app.owner_cookie().await;
     let mut panel = open_panel(&app, &cookie).await;
 

@@ -92,6 +92,21 @@ async fn held_request(
     )
 }
 
+/// Lets the held credential request `request_id` go on, stops holding requests, and waits
+/// until the widget marks its credential registered.
+async fn release_credential_request(page: &Page, request_id: String) {
+    page.cdp("Fetch.continueRequest", json!({ "requestId": request_id }))
+        .await
+        .unwrap();
+    page.cdp("Fetch.disable", json!({})).await.unwrap();
+    page.wait_for(
+        "JSON.parse(localStorage.getItem('pl_cred')).pending !== true",
+        PATIENT,
+    )
+    .await
+    .expect("the widget marks its credential registered");
+}
+
 /// Holds the page's credential requests at `stage` ("Request": before they are sent,
 /// "Response": after the server answered).
 async fn hold_credential_requests(page: &Page, stage: &str) {
@@ -243,16 +258,7 @@ async fn a_page_left_mid_credential_request_keeps_its_visitor() {
         (Some(a_id.as_str()), Some(secret.as_str()), Some(200)),
         "{body}"
     );
-    a.cdp("Fetch.continueRequest", json!({ "requestId": again }))
-        .await
-        .unwrap();
-    a.cdp("Fetch.disable", json!({})).await.unwrap();
-    a.wait_for(
-        "JSON.parse(localStorage.getItem('pl_cred')).pending !== true",
-        PATIENT,
-    )
-    .await
-    .expect("the widget marks its credential registered");
+    release_credential_request(&a, again).await;
     assert_eq!(visitor_id(&a).await, a_id, "the visitor id is kept");
     let cookie: String = a
         .eval("document.cookie.match(/(?:^|; )pl_vid=([^;]*)/)[1]")
@@ -288,16 +294,7 @@ async fn a_page_left_mid_credential_request_keeps_its_visitor() {
         None,
         "the first request never arrived"
     );
-    b.cdp("Fetch.continueRequest", json!({ "requestId": again }))
-        .await
-        .unwrap();
-    b.cdp("Fetch.disable", json!({})).await.unwrap();
-    b.wait_for(
-        "JSON.parse(localStorage.getItem('pl_cred')).pending !== true",
-        PATIENT,
-    )
-    .await
-    .expect("the widget marks its credential registered");
+    release_credential_request(&b, again).await;
     assert_eq!(
         stored_hash(&app, &b_id).await,
         Some(engage::hash_token(&secret))

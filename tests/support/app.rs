@@ -154,6 +154,12 @@ impl TestApp {
         self.beacon_with(body, &[]).await
     }
 
+    /// Posts a page view ([`page_view`]) and panics unless it is recorded (200).
+    pub async fn view_page(&self, visitor: &str, visit: &str, url: &str) {
+        let (status, body) = self.beacon(&page_view(visitor, visit, url)).await;
+        assert_eq!(status, 200, "page view of {visitor} on {url}: {body}");
+    }
+
     pub async fn beacon_with(&self, body: &Value, headers: &[(&str, &str)]) -> (u16, Value) {
         let mut request = self
             .http
